@@ -1,0 +1,16 @@
+# Backprop Lab: the dashboard on port 8000.
+# docker build -t backprop-lab . && docker run -p 8000:8000 -v backprop-data:/data backprop-lab
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY engine ./engine
+COPY server ./server
+COPY static ./static
+COPY templates ./templates
+RUN pip install --no-cache-dir . && useradd --create-home lab && mkdir /data && chown lab /data
+USER lab
+VOLUME /data
+EXPOSE 8000
+# Binding 0.0.0.0 requires a token: set BACKPROP_TOKEN, or one is generated and printed at start.
+CMD ["backprop-lab", "serve", "--host", "0.0.0.0", "--port", "8000", "--data-dir", "/data"]

@@ -1,0 +1,144 @@
+"""``backprop-lab train`` and ``backprop-lab presets``: the engine from a terminal."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from . import events as ev
+from .datasets import DatasetError
+from .presets import PRESETS, apply_overrides, get_preset
+from .spec import SpecError
+from .trainer import Trainer
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a preset or a config file headless")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", choices=list(PRESETS), help="a preset name (see `presets`)")
+    src.add_argument("--config", metavar="FILE.json", help="a run config: {model, train, dataset}")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--train-limit", type=int, help="use only the first N training images")
+    p.add_argument("--test-limit", type=int, help="evaluate on the first N test images")
+    p.add_argument("--dataset", help="mnist, fashion-mnist or digits8")
+    p.add_argument("--data-path", help="a folder holding the dataset's four IDX files")
+    p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument("--checkpoint", metavar="FILE.npz", help="save the final weights here")
+    p.add_argument("--json", action="store_true",
+                   help="print every event as one JSON line, then a summary line")
+    p.set_defaults(func=cmd_train)
+
+
+def add_presets_parser(sub) -> None:
+    p = sub.add_parser("presets", help="list the presets")
+    p.set_defaults(func=cmd_presets)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backprop-lab",
+                                     description="Watch a from-scratch NumPy network learn.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    add_presets_parser(sub)
+    return parser
+
+
+def cmd_presets(args) -> int:
+    width = max(len(n) for n in PRESETS)
+    for name, p in PRESETS.items():
+        print(f"{name:<{width}}  {p['title']}: target {p['target']:.1%} test accuracy")
+    return 0
+
+
+def _bar(step: int, total: int, elapsed: float, loss: float, ips: float) -> str:
+    frac = step / max(total, 1)
+    eta = elapsed / frac - elapsed if frac > 0 else 0.0
+    filled = int(frac * 30)
+    return (f"\r[{'#' * filled}{'.' * (30 - filled)}] {step}/{total} "
+            f"loss {loss:.4f}  {ips:,.0f} img/s  ETA {eta:5.0f}s ")
+
+
+def cmd_train(args) -> int:
+    if args.preset:
+        config = get_preset(args.preset)
+    else:
+        try:
+            with open(args.config, encoding="utf-8") as fh:
+                config = json.load(fh)
+        except (OSError, ValueError) as e:
+            print(f"error: cannot read --config {args.config}: {e}", file=sys.stderr)
+            return 2
+    config = apply_overrides(config, {
+        "epochs": args.epochs, "iterations": args.iterations, "lr": args.lr,
+        "batch_size": args.batch_size, "seed": args.seed, "train_limit": args.train_limit,
+        "test_limit": args.test_limit, "dataset": args.dataset, "path": args.data_path,
+        "dtype": args.dtype})
+    out = sys.stdout
+    state = {"t0": time.perf_counter(), "last": 0.0, "total": 0}
+
+    def emit(event: ev.Event) -> None:
+        if args.json:
+            out.write(json.dumps(event.to_json_dict(), allow_nan=False) + "\n")
+            return
+        if isinstance(event, ev.RunStarted):
+            state["total"] = event.total_steps
+            s = event.summary
+            print(f"{config.get('name', 'run')}: {s['params']:,} parameters, "
+                  f"{event.total_steps:,} steps, {event.train_size:,} training images", file=sys.stderr)
+        elif isinstance(event, ev.Progress):
+            now = time.perf_counter()
+            if now - state["last"] > 0.2 or event.step == state["total"]:
+                state["last"] = now
+                sys.stderr.write(_bar(event.step, state["total"], event.elapsed, event.loss,
+                                      event.images_per_sec))
+                sys.stderr.flush()
+        elif isinstance(event, ev.Eval):
+            sys.stderr.write("\n")
+            tr = "" if event.train_accuracy is None else f"train acc {event.train_accuracy:.2%}  "
+            print(f"epoch {event.epoch} step {event.step}: {tr}test loss {event.test_loss:.4f}  "
+                  f"test acc {event.test_accuracy:.2%}", file=sys.stderr)
+        elif isinstance(event, ev.Diverged):
+            sys.stderr.write("\n")
+            print(f"diverged: {event.reason}: {event.where}. Try: {event.suggestion}", file=sys.stderr)
+        elif isinstance(event, ev.HparamsChanged):
+            print(f"\nstep {event.step}: {event.changes}", file=sys.stderr)
+
+    try:
+        trainer = Trainer(config, emit=emit)
+    except (SpecError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        done = trainer.run()
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    if args.checkpoint:
+        trainer.save_checkpoint(args.checkpoint)
+    summary = {"summary": True, "status": done["status"], "steps": done["step"],
+               "test_accuracy": done["test_accuracy"], "test_loss": done["test_loss"],
+               "train_seconds": round(done["train_seconds"], 3),
+               "images_per_second": round(done["images_per_second"], 1),
+               "wall_seconds": round(done["wall_seconds"], 3)}
+    if args.json:
+        out.write(json.dumps(ev.jsonable(summary), allow_nan=False) + "\n")
+    else:
+        acc = done["test_accuracy"]
+        print(f"{done['status']}: test accuracy {acc:.2%}" if acc is not None else done["status"],
+              f"after {done['step']:,} steps; {done['train_seconds']:.1f} s of training at "
+              f"{done['images_per_second']:,.0f} images/s", file=sys.stderr)
+    return 0 if done["status"] in ("completed", "stopped") else 3
+
+
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    # One BLAS thread pool size for the whole process, set before NumPy loads BLAS.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ.get("BACKPROP_THREADS", "2"))
+    parser = parser or build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args)

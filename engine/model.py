@@ -1,0 +1,209 @@
+"""A sequential model built from a plain-JSON layer list."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from .layers import LAYER_TYPES, BatchNorm, Conv2D, Dense, Dropout, Layer, Param
+from .losses import LOSSES
+from .spec import validate_model
+
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
+
+
+class Model:
+    """A stack of layers ending in ``num_classes`` outputs, with its loss.
+
+    ``x`` is ``(N, H, W, C)`` (or ``(N, D)`` for flat datasets) in the model's
+    dtype; the output is ``(N, num_classes)`` (logits for cross-entropy).
+    """
+
+    def __init__(self, spec: list[dict], input_shape: tuple = (28, 28, 1), num_classes: int = 10,
+                 loss: str = "cross_entropy", dtype: str = "float32", seed: int = 0,
+                 init: dict | None = None):
+        norm, self.summary = validate_model(spec, tuple(input_shape), num_classes)
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.dtype = np.dtype(dtype)
+        self.seed = seed
+        self.default_init = init or {"type": "glorot"}
+        self.loss_name = loss
+        self.loss_fn = LOSSES[loss]()
+        rng = np.random.default_rng(seed)
+        self.layers: list[Layer] = []
+        shape = self.input_shape
+        for i, cfg in enumerate(norm):
+            kw = {k: v for k, v in cfg.items() if k != "type"}
+            layer = LAYER_TYPES[cfg["type"]](**kw)
+            layer.index = i
+            if isinstance(layer, (Dense, Conv2D, BatchNorm)):
+                layer.build(shape, rng, self.dtype, self.default_init)
+            if isinstance(layer, Dropout):
+                layer.rng = np.random.default_rng([seed, i])
+            shape = tuple(self.summary["layers"][i]["output_shape"])
+            self.layers.append(layer)
+        # The first layer's input gradient is never used: skip computing it.
+        self.layers[0].needs_input_grad = False
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Model":
+        """Build from a validated run config (``{"model", "train", "dataset"}``)."""
+        from .spec import DATASET_SHAPES
+        tr = config["train"]
+        return cls(config["model"], DATASET_SHAPES[config["dataset"]["name"]], 10,
+                   loss=tr["loss"], dtype=tr["dtype"], seed=tr["seed"], init=tr["init"])
+
+    def get_config(self) -> list[dict]:
+        return [layer.get_config() for layer in self.layers]
+
+    @property
+    def params(self) -> list[Param]:
+        return [p for layer in self.layers for p in layer.params]
+
+    def zero_grad(self) -> None:
+        for layer in self.layers:
+            layer.zero_grad()
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, train)
+        return x
+
+    def backward(self, grad: np.ndarray) -> None:
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+            if grad is None:
+                break
+
+    def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """Forward in training mode, loss, backward. Returns ``(loss, output)``.
+
+        Gradients accumulate into ``Param.grad``; call ``zero_grad`` first.
+        """
+        out = self.forward(x, train=True)
+        loss, dout = self.loss_fn(out, y)
+        self.backward(dout)
+        return loss, out
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities ``(N, num_classes)``; evaluates in batches (faster than all at once)."""
+        out = [self.loss_fn.probabilities(self.forward(x[i:i + batch_size].astype(self.dtype, copy=False)))
+               for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.num_classes), self.dtype)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256,
+                 scale: float = 1.0) -> dict:
+        """Mean loss, accuracy and predictions over ``x``.
+
+        ``x`` may be raw uint8 images: each batch is cast and multiplied by ``scale``.
+        """
+        total, preds = 0.0, np.empty(len(x), dtype=np.int64)
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].astype(self.dtype)
+            if scale != 1.0:
+                xb *= self.dtype.type(scale)
+            out = self.forward(xb, train=False)
+            loss, _ = self.loss_fn(out, y[i:i + batch_size])
+            total += loss * len(xb)
+            preds[i:i + batch_size] = out.argmax(axis=1)
+        n = max(len(x), 1)
+        return {"loss": total / n, "accuracy": float(np.mean(preds == y)) if len(x) else 0.0,
+                "predictions": preds}
+
+    # ------------------------------------------------------------ inspection
+
+    def first_weighted(self) -> tuple[int, Layer] | None:
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, (Dense, Conv2D)):
+                return i, layer
+        return None
+
+    def feature_maps(self, x: np.ndarray) -> np.ndarray | None:
+        """The first weighted layer's output (after its activation, if one follows).
+
+        ``(P, OH, OW, filters)`` for a conv layer, ``(P, units)`` for a dense one.
+        """
+        found = self.first_weighted()
+        if found is None:
+            return None
+        end = found[0] + 1
+        if end < len(self.layers) and self.layers[end].type in ACTIVATIONS:
+            end += 1
+        h = x.astype(self.dtype, copy=False)
+        for layer in self.layers[:end]:
+            h = layer.forward(h, train=False)
+        return h
+
+    def norms(self) -> list[dict]:
+        """L2 norm of each parameter tensor and of its current gradient."""
+        return [{"name": p.name, "weight_norm": float(np.sqrt(np.vdot(p.value, p.value))),
+                 "grad_norm": float(np.sqrt(np.vdot(p.grad, p.grad)))} for p in self.params]
+
+    # ------------------------------------------------------------ checkpoints
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Flat ``{name: array}``: parameters and BatchNorm running statistics."""
+        out = {f"param.{i}": p.value for i, p in enumerate(self.params)}
+        for layer in self.layers:
+            if isinstance(layer, BatchNorm):
+                out[f"buffer.{layer.index}.running_mean"] = layer.running_mean
+                out[f"buffer.{layer.index}.running_var"] = layer.running_var
+        return out
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Copy arrays in place; shapes must match this model exactly."""
+        params = self.params
+        expected = {f"param.{i}": p.value.shape for i, p in enumerate(params)}
+        for name, shape in expected.items():
+            if name not in arrays:
+                raise ValueError(f"checkpoint has no array {name!r} (this model has {len(params)} "
+                                 f"parameter tensors)")
+            if tuple(arrays[name].shape) != tuple(shape):
+                raise ValueError(f"checkpoint array {name!r} has shape {tuple(arrays[name].shape)}, "
+                                 f"this model needs {tuple(shape)}")
+        for i, p in enumerate(params):
+            p.value[...] = arrays[f"param.{i}"]
+        for layer in self.layers:
+            if isinstance(layer, BatchNorm):
+                for key in ("running_mean", "running_var"):
+                    name = f"buffer.{layer.index}.{key}"
+                    if name in arrays:
+                        getattr(layer, key)[...] = arrays[name]
+
+    def save(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None,
+             meta: dict | None = None) -> None:
+        """Save as ``.npz`` with flat keys and the layer spec as JSON text (no pickle)."""
+        arrays = dict(self.state_arrays())
+        arrays.update(extra or {})
+        arrays["__spec__"] = np.array(json.dumps({"model": self.get_config(),
+                                                  "input_shape": list(self.input_shape),
+                                                  "num_classes": self.num_classes,
+                                                  "loss": self.loss_name,
+                                                  "meta": meta or {}}))
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    @staticmethod
+    def read_checkpoint(path_or_file) -> tuple[dict, dict[str, np.ndarray]]:
+        """Read an ``.npz`` checkpoint safely: ``(spec dict, arrays)``.
+
+        ``allow_pickle=False``: an object array in the file raises instead of running code.
+        """
+        with np.load(path_or_file, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        spec = json.loads(str(arrays.pop("__spec__"))) if "__spec__" in arrays else {}
+        return spec, arrays
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dtype: str = "float32") -> "Model":
+        spec, arrays = cls.read_checkpoint(path)
+        model = cls(spec["model"], tuple(spec["input_shape"]), spec["num_classes"],
+                    loss=spec.get("loss", "cross_entropy"), dtype=dtype)
+        model.load_state_arrays(arrays)
+        return model
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Model(input_shape={self.input_shape}, layers=[\n  {inner}\n])"

@@ -1,0 +1,327 @@
+"""The training loop. It reports only through events and obeys a ``Control``.
+
+    trainer = Trainer(config, emit=print)
+    summary = trainer.run()
+
+``emit`` is called synchronously with each event object; ``Control`` takes
+commands from another thread (stop, pause, resume, new hyperparameters) and the
+loop applies them between steps, so every change lands at a known step.
+"""
+from __future__ import annotations
+
+import queue
+import time
+from typing import Callable
+
+import numpy as np
+
+from . import events as ev
+from .datasets import Dataset, load_dataset
+from .layers import Conv2D
+from .model import Model
+from .optim import make_optimizer
+from .schedules import Schedule
+from .spec import steps_per_epoch, total_steps, validate_config
+
+MUTABLE_HPARAMS = ("lr", "momentum", "weight_decay")
+
+
+class Control:
+    """Thread-safe commands for a running trainer."""
+
+    def __init__(self):
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+
+    def stop(self) -> None:
+        self._q.put(("stop", None))
+
+    def pause(self) -> None:
+        self._q.put(("pause", None))
+
+    def resume(self) -> None:
+        self._q.put(("resume", None))
+
+    def set_hparams(self, **changes: float) -> None:
+        """Change ``lr``, ``momentum`` and/or ``weight_decay`` from the next step on."""
+        bad = set(changes) - set(MUTABLE_HPARAMS)
+        if bad:
+            raise ValueError(f"only {', '.join(MUTABLE_HPARAMS)} can change while running, "
+                             f"got {', '.join(sorted(bad))}")
+        self._q.put(("set", dict(changes)))
+
+    def get(self, block: bool, timeout: float | None = None):
+        try:
+            return self._q.get(block=block, timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+class Trainer:
+    """Runs one validated config to completion, stop or divergence.
+
+    ``dataset`` may be passed in (tests use small ones); otherwise it is loaded
+    from the config's ``dataset`` section.
+    """
+
+    def __init__(self, config: dict, emit: Callable[[ev.Event], None] | None = None,
+                 control: Control | None = None, dataset: Dataset | None = None):
+        self.config, self.summary = validate_config(config)
+        self.emit = emit or (lambda e: None)
+        self.control = control or Control()
+        tr, dcfg = self.config["train"], self.config["dataset"]
+        self.data = dataset or load_dataset(dcfg["name"], path=dcfg["path"],
+                                            train_limit=dcfg["train_limit"],
+                                            test_limit=dcfg["test_limit"])
+        self.model = Model.from_config(self.config)
+        self.dtype = self.model.dtype
+        opt_cfg = {"type": tr["optimizer"], "lr": tr["lr"], "weight_decay": tr["weight_decay"],
+                   "clip_norm": tr["clip_norm"]}
+        if tr["optimizer"] in ("sgd", "rmsprop"):
+            opt_cfg["momentum"] = tr["momentum"]
+        if tr["optimizer"] == "sgd":
+            opt_cfg["nesterov"] = tr["nesterov"]
+        if tr["optimizer"] == "adam":
+            opt_cfg.update(beta1=tr["beta1"], beta2=tr["beta2"], eps=tr["eps"])
+        if tr["optimizer"] == "rmsprop":
+            opt_cfg.update(rho=tr["rho"], eps=tr["eps"])
+        self.optimizer = make_optimizer(opt_cfg, self.model.params)
+        self.base_lr = tr["lr"]
+        n = len(self.data.x_train)
+        self.steps_per_epoch = steps_per_epoch(tr, n)
+        self.total_steps = total_steps(tr, n)
+        self.schedule = Schedule(tr["schedule"], self.total_steps, self.steps_per_epoch)
+        self.rng = np.random.default_rng([tr["seed"], 1])
+        self.step = 0
+        self.epoch = 0
+        self.status = "created"
+
+    # ------------------------------------------------------------ control
+
+    def _apply(self, cmd) -> str | None:
+        kind, arg = cmd
+        if kind == "stop":
+            return "stop"
+        if kind == "set":
+            prev = {}
+            for k, v in arg.items():
+                if k == "lr":
+                    prev[k], self.base_lr = self.base_lr, float(v)
+                elif k == "momentum":
+                    prev[k], self.optimizer.momentum = self.optimizer.momentum, float(v)
+                elif k == "weight_decay":
+                    prev[k], self.optimizer.weight_decay = self.optimizer.weight_decay, float(v)
+            self.emit(ev.HparamsChanged(step=self.step, changes=dict(arg), previous=prev))
+        return kind
+
+    def _poll(self) -> bool:
+        """Apply pending commands; block while paused. Returns False to stop."""
+        while True:
+            cmd = self.control.get(block=False)
+            if cmd is None:
+                return True
+            kind = self._apply(cmd)
+            if kind == "stop":
+                return False
+            if kind == "pause":
+                self.emit(ev.Paused(step=self.step))
+                while True:
+                    cmd = self.control.get(block=True, timeout=0.5)
+                    if cmd is None:
+                        continue
+                    kind = self._apply(cmd)
+                    if kind == "stop":
+                        return False
+                    if kind == "resume":
+                        self.emit(ev.Resumed(step=self.step))
+                        break
+
+    # ------------------------------------------------------------ reporting
+
+    def evaluate(self) -> ev.Eval:
+        t0 = time.perf_counter()
+        d, m = self.data, self.model
+        k = self.config["train"]["eval_train_size"]
+        tr = m.evaluate(d.x_train[:k], d.y_train[:k], scale=1 / 255) if k else None
+        te = m.evaluate(d.x_test, d.y_test, scale=1 / 255)
+        c = d.num_classes
+        conf = np.bincount(d.y_test * c + te["predictions"], minlength=c * c).reshape(c, c)
+        wrong = np.flatnonzero(te["predictions"] != d.y_test)[:32]
+        return ev.Eval(step=self.step, epoch=self.epoch,
+                       train_loss=tr["loss"] if tr else None,
+                       train_accuracy=tr["accuracy"] if tr else None,
+                       test_loss=te["loss"], test_accuracy=te["accuracy"],
+                       confusion=conf.tolist(),
+                       misclassified=[{"index": int(i), "label": int(d.y_test[i]),
+                                       "predicted": int(te["predictions"][i])} for i in wrong],
+                       eval_seconds=time.perf_counter() - t0)
+
+    def snapshot(self) -> ev.Snapshot | None:
+        found = self.model.first_weighted()
+        if found is None:
+            return None
+        i, layer = found
+        kern = layer.params[0].value
+        if isinstance(layer, Conv2D):
+            kernels = kern.transpose(3, 0, 1, 2)[:64]                  # (F, kh, kw, C)
+        else:
+            units = kern.shape[1]
+            in_shape = self.model.input_shape
+            kernels = kern.T[:64]
+            if kern.shape[0] == int(np.prod(in_shape)):
+                kernels = kernels.reshape((min(units, 64),) + tuple(in_shape))
+        probes = [p for p in self.config["train"]["probe_indices"] if p < len(self.data.x_test)]
+        fmaps = None
+        if probes:
+            x = self.data.batch(self.data.x_test, np.array(probes), self.dtype)
+            fmaps = self.model.feature_maps(x)
+            fmaps = fmaps[..., :32] if fmaps.ndim == 4 else fmaps[:, :64]
+        return ev.Snapshot(step=self.step, epoch=self.epoch, layer=i, kernels=kernels.copy(),
+                           feature_maps=fmaps, probe_indices=probes,
+                           probe_labels=[int(self.data.y_test[p]) for p in probes],
+                           norms=self.model.norms())
+
+    #: a finite loss this many times the first step's loss (and above EXPLODED_MIN) has diverged
+    EXPLODED_FACTOR = 1000.0
+    EXPLODED_MIN = 1000.0
+
+    def _divergence(self, loss: float, out: np.ndarray, gnorm: float,
+                    first_loss: float | None) -> ev.Diverged | None:
+        """A non-finite loss or gradient, or a loss that exploded while staying finite
+        (float32 can hold 1e38: a lr of 1e6 often blows up without ever reaching inf)."""
+        limit = None
+        if first_loss is not None and np.isfinite(first_loss):
+            limit = max(self.EXPLODED_FACTOR * first_loss, self.EXPLODED_MIN)
+        finite = np.isfinite(loss) and np.isfinite(gnorm)
+        if finite and (limit is None or loss <= limit):
+            return None
+        lr = self.optimizer.lr
+        k = self.step + 1  # the step being attempted; its update is not applied
+        if finite:
+            worst = max(self.model.params, key=lambda p: float(np.vdot(p.grad, p.grad)))
+            reason = (f"loss exploded to {loss:.3g} at step {k} "
+                      f"(more than {self.EXPLODED_FACTOR:g}x the first step's {first_loss:.3g})")
+            where = f"the loss; the largest gradient is in {worst.name}"
+        elif not np.isfinite(out).all():
+            where = "the model's output overflowed"
+            bad = [layer for layer in self.model.layers for p in layer.params
+                   if not np.isfinite(p.value).all()]
+            if bad:
+                where += f" (weights of layer {bad[0].index + 1} ({bad[0].type}) are no longer finite)"
+            reason = f"loss became {loss} at step {k}"
+        elif not np.isfinite(loss):
+            where, reason = "the loss", f"loss became {loss} at step {k}"
+        else:
+            bad = next(p.name for p in self.model.params if not np.isfinite(p.grad).all())
+            where, reason = f"the gradient of {bad}", f"a gradient became non-finite at step {k}"
+        suggestion = (f"lower the learning rate (it is {lr:g}; try {lr / 10:g})"
+                      + ("" if self.optimizer.clip_norm else ", or set clip_norm to clip gradients"))
+        return ev.Diverged(step=k, epoch=(k - 1) // self.steps_per_epoch + 1, reason=reason, where=where,
+                           suggestion=suggestion, lr=lr)
+
+    # ------------------------------------------------------------ loop
+
+    def run(self) -> dict:
+        """Train; returns the ``run_finished`` event as a dict."""
+        # Overflow is expected when a run diverges; it is detected and reported as an event.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._run()
+
+    def _run(self) -> dict:
+        tr = self.config["train"]
+        d, model, opt = self.data, self.model, self.optimizer
+        n, bs = len(d.x_train), tr["batch_size"]
+        eval_every = tr["eval_every"] or self.steps_per_epoch
+        snap_every = tr["snapshot_interval"]
+        self.status = "running"
+        wall0 = time.perf_counter()
+        self.emit(ev.RunStarted(config=self.config, summary=self.summary,
+                                total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+                                train_size=n, test_size=len(d.x_test),
+                                class_names=list(d.class_names)))
+        snap = self.snapshot()
+        if snap:
+            self.emit(snap)
+        last_snap = time.perf_counter()
+        train_s, seen, ips = 0.0, 0, 0.0
+        smooth, best_smooth, first_loss = None, None, None
+        last_eval: ev.Eval | None = None
+        status, perm, pos = "completed", None, 0
+        while self.step < self.total_steps:
+            if not self._poll():
+                status = "stopped"
+                break
+            t0 = time.perf_counter()
+            if tr["sampling"] == "replacement":
+                idx = self.rng.integers(0, n, bs)
+            else:
+                if perm is None or pos >= len(perm) or (tr["drop_last"] and pos + bs > len(perm)):
+                    perm, pos = self.rng.permutation(n), 0
+                idx = perm[pos:pos + bs]
+                pos += bs
+            xb = d.batch(d.x_train, idx, self.dtype)
+            yb = d.y_train[idx]
+            opt.lr = self.schedule(self.step, self.base_lr, best_smooth)
+            model.zero_grad()
+            loss, out = model.loss_and_grad(xb, yb)
+            gnorm = float(np.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in model.params)))
+            bad = self._divergence(loss, out, gnorm, first_loss)
+            first_loss = loss if first_loss is None else first_loss
+            if bad:
+                self.emit(bad)
+                status = "diverged"
+                break
+            opt.step(gnorm)
+            dt = time.perf_counter() - t0
+            train_s += dt
+            seen += len(idx)
+            self.step += 1
+            self.epoch = (self.step - 1) // self.steps_per_epoch + 1  # 1-based, as people count
+            ips = len(idx) / dt if ips == 0 else 0.9 * ips + 0.1 * len(idx) / dt
+            smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
+            best_smooth = smooth if best_smooth is None else min(best_smooth, smooth)
+            acc = float(np.mean(out.argmax(axis=1) == yb))
+            self.emit(ev.Progress(step=self.step, epoch=self.epoch, loss=loss, accuracy=acc,
+                                  lr=opt.lr, images_per_sec=ips, step_ms=dt * 1000,
+                                  elapsed=time.perf_counter() - wall0))
+            if self.step % eval_every == 0 or self.step == self.total_steps:
+                last_eval = self.evaluate()
+                self.emit(last_eval)
+            if snap_every and time.perf_counter() - last_snap >= snap_every:
+                self.emit(self.snapshot())
+                last_snap = time.perf_counter()
+        if status != "diverged":
+            if last_eval is None or last_eval.step != self.step:
+                last_eval = self.evaluate()
+                self.emit(last_eval)
+            snap = self.snapshot()
+            if snap:
+                self.emit(snap)
+        self.status = status
+        done = ev.RunFinished(status=status, step=self.step, epoch=self.epoch,
+                              test_loss=last_eval.test_loss if last_eval else None,
+                              test_accuracy=last_eval.test_accuracy if last_eval else None,
+                              train_seconds=train_s,
+                              images_per_second=seen / train_s if train_s else 0.0,
+                              images_seen=seen, wall_seconds=time.perf_counter() - wall0)
+        self.emit(done)
+        return done.to_dict()
+
+    # ------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, path) -> None:
+        """Weights, optimizer state and position, as ``.npz`` (no pickle)."""
+        extra = self.optimizer.state_arrays()
+        self.model.save(path, extra=extra, meta={"step": self.step, "epoch": self.epoch,
+                                                 "config": self.config})
+
+    def load_checkpoint(self, path) -> None:
+        spec, arrays = Model.read_checkpoint(path)
+        self.model.load_state_arrays(arrays)
+        self.optimizer.load_state_arrays({k: v for k, v in arrays.items() if k.startswith("opt.")})
+        meta = spec.get("meta", {})
+        self.step, self.epoch = int(meta.get("step", 0)), int(meta.get("epoch", 0))
+
+
+def train(config: dict, emit: Callable[[ev.Event], None] | None = None, **kw) -> dict:
+    """Validate, build and train in one call (for notebooks and scripts)."""
+    return Trainer(config, emit=emit, **kw).run()

@@ -1,0 +1,67 @@
+"""The command line, run as a user would: a real subprocess."""
+import json
+import subprocess
+import sys
+
+from engine.presets import PRESETS
+
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+
+
+def test_presets_lists_one_line_each():
+    p = run("presets")
+    assert p.returncode == 0
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == len(PRESETS)
+    for name, line in zip(PRESETS, lines):
+        assert line.startswith(name) and "%" in line
+
+
+def test_train_json_prints_events_and_summary():
+    p = run("train", "--preset", "mlp", "--epochs", "1", "--train-limit", "640", "--test-limit",
+            "500", "--lr", "0.05", "--batch-size", "64", "--seed", "1", "--json")
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(s) for s in p.stdout.splitlines()]
+    kinds = [d.get("type") for d in lines[:-1]]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert kinds.count("progress") == 10
+    summary = lines[-1]
+    assert summary["summary"] is True and summary["status"] == "completed"
+    assert 0.5 < summary["test_accuracy"] <= 1.0
+    assert summary["train_seconds"] > 0 and summary["images_per_second"] > 0
+    assert lines[0]["config"]["train"]["lr"] == 0.05
+
+
+def test_train_progress_bar_and_summary_on_stderr(tmp_path):
+    ck = tmp_path / "w.npz"
+    p = run("train", "--preset", "lenet", "--iterations", "3", "--train-limit", "256",
+            "--test-limit", "100", "--checkpoint", str(ck))
+    assert p.returncode == 0, p.stderr
+    assert "ETA" in p.stderr and "test accuracy" in p.stderr and p.stdout == ""
+    assert ck.exists()
+
+
+def test_train_config_file_and_bad_config(tmp_path):
+    good = tmp_path / "c.json"
+    good.write_text(json.dumps({"model": [{"type": "flatten"}, {"type": "dense", "units": 10}],
+                                "train": {"iterations": 2}, "dataset": {"name": "digits8"}}))
+    p = run("train", "--config", str(good), "--json")
+    assert p.returncode == 0, p.stderr
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps({"model": [{"type": "dense", "units": 0}]}))
+    p = run("train", "--config", str(bad))
+    assert p.returncode == 2
+    assert "layer 1 (dense): units must be between 1 and 65536, got 0" in p.stderr
+    assert "Traceback" not in p.stderr
+    p = run("train", "--config", str(tmp_path / "missing.json"))
+    assert p.returncode == 2 and "cannot read --config" in p.stderr
+
+
+def test_divergence_exit_code_and_message():
+    p = run("train", "--preset", "mlp", "--lr", "1000000", "--iterations", "30",
+            "--train-limit", "256", "--test-limit", "100")
+    assert p.returncode == 3
+    assert "diverged" in p.stderr and "lower the learning rate" in p.stderr
