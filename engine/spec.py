@@ -28,8 +28,9 @@ ITEMSIZE = {"float32": 4, "float64": 8}
 class SpecError(ValueError):
     """A config broke one or more rules. ``errors`` is a list of ``{"loc", "msg"}``."""
 
-    def __init__(self, errors: list[dict]):
+    def __init__(self, errors: list[dict], summary: dict | None = None):
         self.errors = errors
+        self.summary = summary  # what could be inferred (layers before the first error)
         super().__init__("; ".join(e["msg"] for e in errors))
 
 
@@ -305,7 +306,8 @@ def validate_model(layers: Any, input_shape: tuple, num_classes: int, batch_size
                            f"({param_total:,} parameters, batch {batch_size}); "
                            f"the limit is {MAX_MEMORY_BYTES / 1024 ** 3:.0f} GiB")
     if own and chk.errors:
-        raise SpecError(chk.errors)
+        raise SpecError(chk.errors, summary)
+    chk.summary = summary
     return norm, summary
 
 
@@ -444,7 +446,7 @@ def validate_config(cfg: Any, max_memory: int | None = None) -> tuple[dict, dict
                                     train.get("dtype") or "float32",
                                     train.get("optimizer") or "sgd", chk)
     if chk.errors:
-        raise SpecError(chk.errors)
+        raise SpecError(chk.errors, summary)
     out = {"model": model, "train": train, "dataset": dataset}
     if name is not None:
         out["name"] = name
@@ -454,7 +456,7 @@ def validate_config(cfg: Any, max_memory: int | None = None) -> tuple[dict, dict
     if summary["total_steps"] > MAX_TOTAL_STEPS:
         raise SpecError([{"loc": ["train", "epochs"], "msg":
                           f"train: this run would take {summary['total_steps']:,} steps; "
-                          f"at most {MAX_TOTAL_STEPS:,} are allowed"}])
+                          f"at most {MAX_TOTAL_STEPS:,} are allowed"}], summary)
     return out, summary
 
 

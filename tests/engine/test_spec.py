@@ -174,3 +174,12 @@ def test_aliases_and_defaults():
     assert [layer["type"] for layer in cfg["model"]] == ["conv2d", "maxpool2d", "flatten", "dense"]
     assert cfg["model"][1] == {"type": "maxpool2d", "pool_size": 2, "stride": 2}
     assert cfg["train"]["epochs"] == 1 and cfg["dataset"]["name"] == "mnist"
+
+
+def test_error_carries_partial_summary():
+    cfg = get_preset("lenet")
+    cfg["model"][3]["kernel_size"] = 15
+    with pytest.raises(SpecError) as info:
+        validate_config(cfg)
+    rows = info.value.summary["layers"]
+    assert [r["output_shape"] for r in rows] == [[28, 28, 8], [28, 28, 8], [14, 14, 8]]
