@@ -1,0 +1,79 @@
+"""One error shape for every 4xx: ``{"detail": [{"loc": [...], "msg": "..."}]}``.
+
+``msg`` names the field, the value and the rule, so a form can show it as is.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ApiError(Exception):
+    """Raise from anywhere in a request: becomes ``status`` with one or more errors."""
+
+    def __init__(self, status: int, loc: list | None = None, msg: str = "",
+                 errors: list[dict] | None = None, headers: dict | None = None):
+        self.status = status
+        self.errors = errors if errors is not None else [{"loc": loc or [], "msg": msg}]
+        self.headers = headers
+        super().__init__("; ".join(e["msg"] for e in self.errors))
+
+
+def not_found(what: str, value: Any, loc: list) -> ApiError:
+    return ApiError(404, loc, f"{what} {short(value)} not found")
+
+
+def short(v: Any, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters: an error never echoes a megabyte back."""
+    try:
+        s = repr(v)
+    except RecursionError:  # pragma: no cover - depth is bounded at the edge
+        s = "<deeply nested value>"
+    return s if len(s) <= limit else s[:limit - 3] + "..."
+
+
+def error_body(errors: list[dict]) -> dict:
+    return {"detail": [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", ""))}
+                       for e in errors]}
+
+
+def error_response(status: int, errors: list[dict], headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(error_body(errors), status_code=status, headers=headers)
+
+
+def _pydantic_msg(err: dict) -> str:
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+    field = ".".join(loc) or "body"
+    msg = err.get("msg", "invalid")
+    if err.get("type") == "json_invalid":
+        return f"body is not valid JSON ({err.get('ctx', {}).get('error', msg)})"
+    if err.get("type") == "missing":
+        return f"{field} is required"
+    out = f"{field}: {msg[0].lower() + msg[1:] if msg else msg}"
+    if "input" in err and err.get("type") not in ("extra_forbidden", "missing"):
+        out += f", got {short(err['input'])}"
+    return out
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that give every error the one shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return error_response(exc.status, exc.errors, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        errors = [{"loc": list(e.get("loc", ())), "msg": _pydantic_msg(e)} for e in exc.errors()]
+        return error_response(422, errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        detail = exc.detail
+        if not isinstance(detail, list):
+            detail = [{"loc": [], "msg": str(detail)}]
+        return error_response(exc.status_code, detail, getattr(exc, "headers", None))

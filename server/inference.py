@@ -1,0 +1,147 @@
+"""Using a run's saved weights: predict, gradient check, export and import.
+
+All the math is the engine's (``Model.predict_proba``, ``feature_maps``,
+``engine.gradcheck.check_model``); this module finds the weights, caches the
+rebuilt model, and checks inputs against the run's dataset shape.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from engine import Model, SpecError, load_dataset, validate_config
+from engine.events import encode_array
+from engine.gradcheck import check_model
+from engine.spec import DATASET_SHAPES
+
+from .errors import ApiError
+from .npz import read_npz
+
+GRADCHECK_SAMPLES = 3
+GRADCHECK_ENTRIES = 20              # entries checked per parameter tensor
+GRADCHECK_THRESHOLD = 1e-4          # float64 central differences; kinks (ReLU, max) allow some slack
+GRADCHECK_MAX_PARAMS = 5_000_000
+GRADCHECK_MAX_MEMORY = 512 << 20
+
+_gradcheck_lock = threading.Semaphore(1)   # one at a time: it is CPU-bound
+
+
+class ModelCache:
+    """Rebuilt models keyed by (checkpoint path, mtime, size); a new checkpoint reloads."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, config: dict, path: Path) -> tuple[Model, dict]:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise ApiError(409, ["path", "run_id"],
+                           "this run has no saved weights yet (they are saved every few seconds "
+                           "while it trains and when it ends)") from None
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        spec, arrays = Model.read_checkpoint(path)
+        model = Model.from_config(config)
+        model.load_state_arrays(arrays)
+        item = (model, spec.get("meta", {}))
+        with self._lock:
+            self._items[key] = item
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return item
+
+    def forget(self, path: Path) -> None:
+        with self._lock:
+            for key in [k for k in self._items if k[0] == str(path)]:
+                del self._items[key]
+
+
+def predict(cache: ModelCache, config: dict, path: Path, image: list[list[float]]) -> dict:
+    h, w, _ = DATASET_SHAPES[config["dataset"]["name"]]
+    rows = len(image)
+    cols = {len(r) for r in image}
+    if rows != h or cols != {w}:
+        got = f"{rows} x {'/'.join(str(c) for c in sorted(cols))}"
+        raise ApiError(422, ["body", "image"], f"image must be {h} x {w} (the run's dataset "
+                                               f"{config['dataset']['name']}), got {got}")
+    x = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise ApiError(422, ["body", "image"], "image values must be finite numbers in 0..1")
+    model, meta = cache.get(config, path)
+    x = x.reshape(1, h, w, 1).astype(model.dtype)
+    probs = model.predict_proba(x)[0]
+    fmaps = model.feature_maps(x)
+    return {"probabilities": [float(p) for p in probs], "predicted": int(np.argmax(probs)),
+            "feature_maps": encode_array(fmaps[0]) if fmaps is not None else None,
+            "step": meta.get("step")}
+
+
+def import_weights(config: dict, path: Path, data: bytes, max_total: int) -> int | None:
+    """Check an uploaded .npz against the run's model and save it as the run's weights."""
+    arrays = read_npz(data, max_total)
+    arrays.pop("__spec__", None)
+    for k, a in arrays.items():
+        if k.startswith(("param.", "buffer.")) and a.dtype.kind != "f":
+            raise ApiError(422, ["body", k], f"array {k!r} has dtype {a.dtype}; weights must be "
+                                             "float32 or float64")
+    model = Model.from_config(config)
+    try:
+        model.load_state_arrays(arrays)
+    except ValueError as e:
+        name = str(e).split("'")[1] if "'" in str(e) else None
+        raise ApiError(422, ["body"] + ([name] if name else []), str(e)) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".upload")
+    model.save(tmp, meta={"step": None, "imported": True, "config": config})
+    os.replace(tmp, path)
+    return None
+
+
+def gradcheck(config: dict | None, model_spec: list | None, dataset: dict | None,
+              cache: ModelCache | None = None, path: Path | None = None) -> dict:
+    """Numerical vs analytic gradients in float64 on a few test images."""
+    if config is not None:
+        cfg = copy.deepcopy(config)
+        cfg["train"]["dtype"] = "float64"
+        cfg["train"]["batch_size"] = GRADCHECK_SAMPLES
+        cfg.pop("name", None)
+    else:
+        cfg = {"model": model_spec, "train": {"dtype": "float64", "batch_size": GRADCHECK_SAMPLES},
+               "dataset": dataset or {}}
+    try:
+        cfg, summary = validate_config(cfg)
+    except SpecError as e:
+        raise ApiError(422, errors=[{"loc": ["body", *err["loc"]], "msg": err["msg"]}
+                                    for err in e.errors]) from None
+    if summary["params"] > GRADCHECK_MAX_PARAMS or summary["memory_bytes"] > GRADCHECK_MAX_MEMORY:
+        raise ApiError(422, ["body", "model"], f"a model of {summary['params']:,} parameters is "
+                       f"too large for a gradient check here (limit {GRADCHECK_MAX_PARAMS:,})")
+    with _gradcheck_lock:
+        model = Model.from_config(cfg)
+        if path is not None:
+            if not path.is_file():
+                raise ApiError(409, ["body", "run_id"], "this run has no saved weights yet")
+            _, arrays = Model.read_checkpoint(path)
+            model.load_state_arrays(arrays)
+        d = cfg["dataset"]
+        data = load_dataset(d["name"], test_limit=GRADCHECK_SAMPLES, train_limit=1)
+        x = data.batch(data.x_test, slice(0, GRADCHECK_SAMPLES), np.float64)
+        y = data.y_test[:GRADCHECK_SAMPLES]
+        rows = check_model(model, x, y, max_entries=GRADCHECK_ENTRIES)
+    errs = [r["rel_error"] for r in rows if np.isfinite(r["rel_error"])]
+    worst = max(errs) if errs else None
+    ok = len(errs) == len(rows) and (worst is None or worst < GRADCHECK_THRESHOLD)
+    return {"rows": [{**r, "rel_error": r["rel_error"] if np.isfinite(r["rel_error"]) else None}
+                     for r in rows],
+            "max_rel_error": worst, "ok": bool(ok), "threshold": GRADCHECK_THRESHOLD}

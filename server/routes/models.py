@@ -1,0 +1,67 @@
+"""A model spec checked without training, and a run's weights: predict, export, import."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from engine import SpecError, validate_config
+
+from ..deps import ManagerDep, ModelsDep, RunDep, SettingsDep
+from ..errors import ApiError
+from ..inference import import_weights, predict
+from ..schemas import ERRORS, PredictBody, PredictOut, ValidateBody, ValidateOut
+
+router = APIRouter(tags=["models"], responses=ERRORS)
+
+
+@router.post("/api/models/validate", response_model=ValidateOut,
+             summary="Shapes, parameter counts and memory, or every error (200 either way)")
+async def validate_model(body: ValidateBody):
+    cfg = {"model": body.model, "train": body.train or {}, "dataset": body.dataset or {}}
+    if (body.dataset or {}).get("path") is not None:
+        return {"valid": False, "summary": None, "errors": [{
+            "loc": ["dataset", "path"], "msg": "dataset: path is not accepted over HTTP; choose "
+                                               "the dataset by name"}]}
+    try:
+        _, summary = validate_config(cfg)
+    except SpecError as e:
+        return {"valid": False, "errors": e.errors, "summary": e.summary}
+    return {"valid": True, "errors": [], "summary": summary}
+
+
+@router.post("/api/runs/{run_id}/predict", response_model=PredictOut,
+             summary="Class probabilities and first-layer feature maps for one image")
+async def predict_image(body: PredictBody, run: RunDep, manager: ManagerDep, models: ModelsDep):
+    return await run_in_threadpool(predict, models, run.config, manager.checkpoint_path(run),
+                                   body.image)
+
+
+@router.get("/api/runs/{run_id}/weights", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}},
+                             "description": "the run's latest weights as .npz (no pickle)"}})
+async def export_weights(run: RunDep, manager: ManagerDep):
+    path = manager.checkpoint_path(run)
+    if not path.is_file():
+        raise ApiError(404, ["path", "run_id"], "this run has no saved weights yet")
+    return FileResponse(path, media_type="application/octet-stream",
+                        filename=f"backprop-lab-{run.id}.npz")
+
+
+@router.post("/api/runs/{run_id}/weights",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+             summary="Load weights (.npz as exported) into a finished run with the same model")
+async def upload_weights(request: Request, run: RunDep, manager: ManagerDep,
+                         models: ModelsDep, settings: SettingsDep):
+    if run.status in ("queued", "running", "paused"):
+        raise ApiError(409, ["path", "run_id"], f"run {run.id} is {run.status}; weights can be "
+                                                "loaded once it has finished")
+    data = await request.body()
+    if not data:
+        raise ApiError(422, ["body"], "the body is empty; send the .npz file's bytes")
+    path = manager.checkpoint_path(run)
+    await run_in_threadpool(import_weights, run.config, path, data, settings.max_upload_bytes * 4)
+    models.forget(path)
+    manager.weights_imported(run)
+    return {"ok": True}

@@ -1,0 +1,160 @@
+"""Websockets: one run's event stream with replay, and the feed of all runs.
+
+``/ws/runs/{id}?after_seq=N`` replays stored events with ``seq > N`` in chunks, then
+reads the last chunk and subscribes in the same tick of the event loop (no await
+in between). Events are stored and broadcast on that same thread, so nothing can
+fall between the replay and the live stream, and live messages with
+``seq <= cursor`` are skipped: no gap, no duplicate.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketDisconnect
+
+from ..errors import error_body
+from ..manager import RUNS_CHANNEL, TERMINAL, RunManager, is_run_id
+
+router = APIRouter()
+log = logging.getLogger("backprop_lab.ws")
+REPLAY_CHUNK = 500
+
+
+class _Gone(Exception):
+    """The client left, or was dropped for being stuck."""
+
+
+async def _deny(ws: WebSocket, status: int, loc: list, msg: str) -> None:
+    await ws.send_denial_response(JSONResponse(error_body([{"loc": loc, "msg": msg}]), status))
+
+
+class _Client:
+    """Sends with a deadline and watches the receive side (disconnect, binary frames)."""
+
+    def __init__(self, ws: WebSocket, manager: RunManager):
+        self.ws = ws
+        self.manager = manager
+        self.stuck = manager.settings.client_stuck_seconds
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.sub = None
+        self.watcher: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.ws.accept()
+        self.watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        try:
+            while True:
+                msg = await self.ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    self._end(None, "client left")
+                    return
+                if msg.get("bytes") is not None:
+                    self._end(1003, "binary frames are not accepted")
+                    return
+                # text from the client is ignored: commands go over HTTP
+        except (WebSocketDisconnect, RuntimeError):
+            self._end(None, "client left")
+
+    def _end(self, code: int | None, reason: str) -> None:
+        if self.close_reason:
+            return
+        self.close_code, self.close_reason = code, reason
+        if self.sub is not None:
+            self.sub.close(reason, code or 1000)
+
+    async def send(self, text: str) -> None:
+        if self.close_reason:
+            raise _Gone
+        try:
+            await asyncio.wait_for(self.ws.send_text(text), self.stuck)
+        except asyncio.TimeoutError:
+            self.manager.broadcaster.dropped += 1
+            log.info("websocket client dropped: stuck for %.0f s", self.stuck)
+            self._end(None, "stuck")       # no close frame: the socket cannot take one
+            raise _Gone from None
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._end(None, "client left")
+            raise _Gone from None
+
+    async def finish(self, code: int, reason: str) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+        if self.close_code is None and self.close_reason:
+            return           # the client left or is stuck: nothing can be sent
+        code = self.close_code or code
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code, (self.close_reason or reason)[:120]), 2)
+
+
+@router.websocket("/ws/runs/{run_id}")
+async def run_stream(ws: WebSocket, run_id: str):
+    manager: RunManager = ws.app.state.manager
+    raw = ws.query_params.get("after_seq", "0")
+    if not raw.isdigit() or len(raw) > 18:
+        return await _deny(ws, 422, ["query", "after_seq"],
+                           f"after_seq must be a non-negative integer, got {raw[:40]!r}")
+    after = int(raw)
+    run = manager.runs.get(run_id) if is_run_id(run_id) else None
+    if run is None:
+        return await _deny(ws, 404, ["path", "run_id"], f"run {run_id[:40]!r} not found")
+    client = _Client(ws, manager)
+    await client.start()
+    code, reason = 1000, "run finished"
+    with contextlib.ExitStack() as stack:
+        try:
+            cursor = after
+            while True:
+                rows = manager.store.events_after(run.id, cursor, REPLAY_CHUNK)
+                if len(rows) < REPLAY_CHUNK or run.id not in manager.runs:
+                    # no await between this read and the subscription
+                    client.sub = stack.enter_context(manager.broadcaster.subscription(run.id))
+                    finished = run.status in TERMINAL or run.id not in manager.runs
+                    break
+                for seq, text in rows:
+                    await client.send(text)
+                    cursor = seq
+            for seq, text in rows:
+                await client.send(text)
+                cursor = seq
+            if not finished:
+                while True:
+                    msg = await client.sub.get()
+                    if msg is None:
+                        code, reason = client.sub.close_code, client.sub.closed or ""
+                        break
+                    if not msg.transient and msg.seq <= cursor:
+                        continue
+                    await client.send(msg.text)
+                    if not msg.transient:
+                        cursor = msg.seq
+        except _Gone:
+            pass
+        await client.finish(code, reason)
+
+
+@router.websocket("/ws/runs")
+async def runs_feed(ws: WebSocket):
+    """``{"type": "run_created" | "run_updated" | "run_deleted", "run": Run}`` for every run."""
+    manager: RunManager = ws.app.state.manager
+    client = _Client(ws, manager)
+    await client.start()
+    code, reason = 1001, "server shutting down"
+    with manager.broadcaster.subscription(RUNS_CHANNEL) as sub:
+        client.sub = sub
+        try:
+            while True:
+                msg = await sub.get()
+                if msg is None:
+                    code, reason = sub.close_code, sub.closed or ""
+                    break
+                await client.send(msg.text)
+        except _Gone:
+            pass
+    await client.finish(code, reason)

@@ -1,0 +1,205 @@
+"""The edge guards, as one pure ASGI middleware (HTTP and websocket alike).
+
+In order: the ``Host`` header must name this server (DNS rebinding); a token, when
+set, must come with every API and websocket request (``Authorization: Bearer T`` or
+``?token=T``; compared with ``hmac.compare_digest``); a websocket's ``Origin``, and
+an unsafe HTTP method's ``Origin``, must be this server's own origin (cross-site
+requests); a body must fit the size limit (413, checked while reading, never
+buffered past it) and a JSON body must not nest deeper than ``max_json_depth``
+(a 100,000-level body would otherwise exhaust the parser's recursion).
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from urllib.parse import parse_qs, urlsplit
+
+from .errors import error_body
+from .settings import Settings
+
+log = logging.getLogger("backprop_lab.security")
+
+UPLOAD_PATH = re.compile(r"^/api/runs/[^/]+/weights$")
+OPEN_PATHS = ("/", "/docs", "/redoc", "/openapi.json", "/favicon.ico", "/docs/oauth2-redirect")
+UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+TOKEN_RE = re.compile(r"(token=)[^&\s\"']+")
+
+
+class RedactTokens(logging.Filter):
+    """Logging filter: ``token=...`` in any log line becomes ``token=***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - never break logging
+            return True
+        if "token=" in msg:
+            record.msg, record.args = TOKEN_RE.sub(r"\1***", msg), ()
+        return True
+
+
+def json_depth_exceeds(obj, limit: int) -> bool:
+    """True if ``obj`` nests lists/dicts deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, dict):
+            o = o.values()
+        elif not isinstance(o, list):
+            continue
+        if d > limit:
+            return True
+        stack.extend((v, d + 1) for v in o if isinstance(v, (dict, list)))
+    return False
+
+
+def host_name(host_header: str) -> str:
+    """``example.com:8000`` -> ``example.com``; ``[::1]:80`` -> ``[::1]``."""
+    h = host_header.strip().lower()
+    if h.startswith("["):
+        return h[:h.find("]") + 1] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+class Reject(Exception):
+    def __init__(self, status: int, loc: list, msg: str):
+        self.status, self.loc, self.msg = status, loc, msg
+
+
+class GuardMiddleware:
+    def __init__(self, app, settings: Settings):
+        self.app = app
+        self.settings = settings
+        self.hosts = settings.allowed_host_names()
+
+    async def __call__(self, scope, receive, send):
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        try:
+            self._check_host(headers)
+            self._check_token(scope, headers)
+            self._check_origin(scope, headers)
+            if kind == "http" and scope["method"] in UNSAFE:
+                receive = await self._limited_body(scope, headers, receive)
+        except Reject as r:
+            return await self._reject(scope, receive, send, r)
+        return await self.app(scope, receive, send)
+
+    # ------------------------------------------------------------ checks
+
+    def _check_host(self, headers: dict) -> None:
+        host = headers.get("host", "")
+        if self.settings.any_host:
+            return
+        if host_name(host) not in self.hosts:
+            raise Reject(400, ["header", "host"],
+                         f"Host {host[:100]!r} is not allowed: this server answers to "
+                         f"{', '.join(sorted(self.hosts))}")
+
+    def _check_token(self, scope, headers: dict) -> None:
+        token = self.settings.token
+        if not token:
+            return
+        path = scope.get("path", "")
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and (
+                path in OPEN_PATHS or path.startswith("/static/")):
+            return
+        given = ""
+        auth = headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            given = auth[7:].strip()
+        else:
+            qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            given = (qs.get("token") or [""])[0]
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8")):
+            raise Reject(401, ["header", "authorization"],
+                         "a valid token is required: send `Authorization: Bearer <token>` or "
+                         "`?token=<token>` (the token is printed when the server starts)"
+                         if not given else "the token is not valid")
+
+    def _check_origin(self, scope, headers: dict) -> None:
+        origin = headers.get("origin")
+        if origin is None:
+            return        # not a browser (browsers always send it on websockets and CORS)
+        if scope["type"] == "http" and scope["method"] not in UNSAFE:
+            return
+        parts = urlsplit(origin)
+        host = headers.get("host", "").lower()
+        if parts.scheme in ("http", "https") and parts.netloc.lower() == host:
+            return
+        raise Reject(403, ["header", "origin"],
+                     f"Origin {origin[:100]!r} is not this server's origin; cross-site "
+                     "requests are refused")
+
+    async def _limited_body(self, scope, headers: dict, receive):
+        upload = bool(UPLOAD_PATH.match(scope.get("path", "")))
+        limit = self.settings.max_upload_bytes if upload else self.settings.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise Reject(400, ["header", "content-length"], "Content-Length is not a number")
+            if int(declared) > limit:
+                raise Reject(413, ["body"], f"the body is {int(declared):,} bytes; the limit is "
+                                            f"{limit:,} bytes")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise Reject(413, ["body"], f"the body is over the limit of {limit:,} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body and not upload:
+            self._check_json_depth(body)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+        return replay
+
+    def _check_json_depth(self, body: bytes) -> None:
+        limit = self.settings.max_json_depth
+        try:
+            obj = json.loads(body)
+        except RecursionError:
+            raise Reject(422, ["body"], f"the JSON body nests too deeply (the limit is "
+                                        f"{limit} levels)") from None
+        except ValueError:
+            return        # malformed: FastAPI reports it with its position
+        if json_depth_exceeds(obj, limit):
+            raise Reject(422, ["body"], f"the JSON body nests more than {limit} levels deep")
+
+    # ------------------------------------------------------------ answers
+
+    async def _reject(self, scope, receive, send, r: Reject):
+        body = json.dumps(error_body([{"loc": r.loc, "msg": r.msg}])).encode()
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode())]
+        if r.status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        if scope["type"] == "websocket":
+            if "websocket.http.response" in scope.get("extensions", {}):
+                await send({"type": "websocket.http.response.start", "status": r.status,
+                            "headers": headers})
+                await send({"type": "websocket.http.response.body", "body": body})
+            else:  # pragma: no cover - servers without the extension answer 403
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        if r.status == 413:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": r.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
