@@ -1,0 +1,500 @@
+// The one wiring module: the design form, the API, the sockets and the components.
+// Events are folded into one state per run (reducer.js); a frame loop (frame.js) asks every
+// visible component to draw from state, at most once per animation frame.
+
+import { api, ApiError } from "./api.js";
+import { decodeArray } from "./codec.js";
+import { initialRunState, reduceRun, withRunInfo, isTerminal } from "./reducer.js";
+import { RunStream, RunsFeed } from "./stream.js";
+import { FrameLoop } from "./frame.js";
+import { SampleCache } from "./samples.js";
+import { $, h, debounce, fmtInt, shapeStr } from "./ui/dom.js";
+import { RunChart } from "./ui/charts.js";
+import { KernelGrid } from "./ui/kernels.js";
+import { FeatureMaps, drawFeatureMaps, asOneProbe } from "./ui/featuremaps.js";
+import { NormsTable } from "./ui/norms.js";
+import { ConfusionMatrix, MisclassifiedGallery } from "./ui/evaluation.js";
+import { DrawPad, ProbabilityBars } from "./ui/drawpad.js";
+import { LayerEditor } from "./ui/editor.js";
+import { HparamsForm } from "./ui/hparams.js";
+import { GradCheck } from "./ui/gradcheck.js";
+import { RunList } from "./ui/runlist.js";
+import { ComparePanel } from "./ui/compare.js";
+import { RunBar, Banner } from "./ui/runbar.js";
+import { layerText } from "./ui/compare.js";
+
+const clone = (x) => (x == null ? x : JSON.parse(JSON.stringify(x)));
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+class App {
+  constructor() {
+    this.presets = [];
+    this.datasets = [];
+    this.runs = new Map();       // id -> Run (from GET /api/runs and WS /ws/runs)
+    this.states = new Map();     // id -> folded state
+    this.streams = new Map();    // id -> RunStream (watched and compared runs only)
+    this.conn = new Map();       // id -> connection text
+    this.watched = null;
+    this.compare = [];
+    this.view = { smoothing: 0.6 };
+    this.design = { cfg: { model: [], train: {}, dataset: {} }, preset: null, valid: false, checked: false };
+    this.runListDirty = true;
+    this.samples = new SampleCache();
+    this.frame = new FrameLoop(() => this.draw());
+    if (new URLSearchParams(location.search).has("bench")) this.frame.drawnSeq = {};
+    const req = () => this.frame.request();
+
+    // charts and views
+    this.charts = [
+      new RunChart($("#chart-loss"), "loss", { height: 260, requestDraw: req }),
+      new RunChart($("#chart-accuracy"), "accuracy", { height: 260, requestDraw: req }),
+      new RunChart($("#chart-lr"), "lr", { height: 160, requestDraw: req }),
+    ];
+    this.kernels = new KernelGrid($("#kernels"));
+    this.fmaps = new FeatureMaps($("#feature-maps"), this.samples);
+    this.fmaps.onSelect = req;
+    this.norms = new NormsTable($("#norms"));
+    this.confusion = new ConfusionMatrix($("#confusion"));
+    this.gallery = new MisclassifiedGallery($("#misclassified"), this.samples);
+    this.compareView = new ComparePanel($("#compare"), { requestDraw: req });
+    this.runList = new RunList($("#run-list"), {
+      onWatch: (id) => this.watch(id),
+      onCompareChange: (id, on) => this.setCompare(id, on),
+      onDelete: (run) => this.deleteRun(run),
+    });
+    this.runBar = new RunBar({
+      start: $("#btn-start"), pause: $("#btn-pause"), resume: $("#btn-resume"), stop: $("#btn-stop"),
+      statusText: $("#run-status"), runName: $("#run-name"), progress: $("#run-progress"),
+      progressText: $("#run-progress-text"), conn: $("#conn"), startWhy: $("#start-why"),
+    }, { onStart: () => this.start(), onCommand: (c) => this.command(c) });
+    this.banner = new Banner($("#banner"), { onRetry: (s) => this.retry(s) });
+
+    // smoothing slider
+    const sm = $("#smoothing"), smOut = $("#smoothing-value");
+    sm.addEventListener("input", () => { this.view.smoothing = +sm.value; smOut.textContent = (+sm.value).toFixed(3); req(); });
+    this.view.smoothing = +sm.value;
+    smOut.textContent = (+sm.value).toFixed(3);
+
+    // live hyperparameters
+    $("#live-form").addEventListener("submit", (e) => { e.preventDefault(); this.applyLive(); });
+
+    // draw a digit
+    this.probs = new ProbabilityBars($("#predict-probs"));
+    this.predictMaps = $("#predict-maps");
+    this.predictMapsCaption = $("#predict-maps-caption");
+    this.predictSeq = 0;
+    this.drawpad = new DrawPad($("#drawpad"), { onImage: (rows) => this.predict(rows) });
+
+    // design
+    this.editor = new LayerEditor($("#layers"), { onChange: () => { this.hparams.syncDropout(); this.designChanged(); } });
+    this.hparams = new HparamsForm($("#hparams"), $("#dataset-fields"), {
+      onChange: () => this.designChanged(), getModel: () => this.design.cfg.model, samples: this.samples,
+    });
+    this.gradcheck = new GradCheck($("#gradcheck"), { getBody: () => ({ model: this.design.cfg.model, dataset: this.design.cfg.dataset }) });
+    $("#preset").addEventListener("change", (e) => this.loadPreset(e.target.value));
+    this.validateSoon = debounce(() => this.validate(), 200);
+
+    window.addEventListener("hashchange", () => this.readHash());
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) req(); });
+  }
+
+  // ------------------------------------------------------------------ start-up
+
+  async init() {
+    const [presets, datasets, runs] = await Promise.allSettled([api.presets(), api.datasets(), api.runs()]);
+    if (presets.status === "fulfilled") this.presets = presets.value.presets;
+    else this.notice("Could not load the presets: " + presets.reason.message);
+    if (datasets.status === "fulfilled") this.datasets = datasets.value.datasets;
+    if (runs.status === "fulfilled") for (const r of runs.value.runs) this.runs.set(r.id, r);
+    this.hparams.setDatasets(this.datasets);
+    const sel = $("#preset");
+    sel.replaceChildren(...this.presets.map((p) => h("option", { value: p.name }, `${p.title} (${p.name})`)), h("option", { value: "" }, "Custom (start from an empty model)"));
+    const initial = this.presets.find((p) => p.name === "mlp") ? "mlp" : this.presets.length ? this.presets[0].name : "";
+    sel.value = initial;
+    this.loadPreset(initial);
+    this.feed = new RunsFeed({
+      onMessage: (m) => this.onRunsMessage(m),
+      onReconnect: () => this.refreshRuns(),
+      onConn: () => {},
+    });
+    this.readHash();
+    if (!this.watched) {
+      const newest = [...this.runs.values()].sort((a, b) => b.created_at - a.created_at)[0];
+      if (newest) this.watch(newest.id, { replace: true });
+    }
+    this.runListDirty = true;
+    this.frame.request();
+  }
+
+  notice(msg) { const el = $("#notice"); el.textContent = msg; el.hidden = !msg; }
+
+  async refreshRuns() {
+    try {
+      const res = await api.runs();
+      const ids = new Set(res.runs.map((r) => r.id));
+      for (const id of [...this.runs.keys()]) if (!ids.has(id)) this.forget(id);
+      for (const r of res.runs) this.onRunInfo(r);
+      this.runListDirty = true; this.frame.request();
+    } catch { /* the feed will try again */ }
+  }
+
+  // ------------------------------------------------------------------ URL state
+
+  readHash() {
+    const q = new URLSearchParams(location.hash.slice(1));
+    const run = q.get("run");
+    const cmp = (q.get("compare") || "").split(",").filter(Boolean);
+    this.compare = cmp;
+    for (const id of cmp) this.ensureStream(id);
+    if (run && run !== this.watched) this.watch(run, { fromHash: true });
+    this.runListDirty = true;
+    this.frame.request();
+  }
+
+  writeHash(replace = false) {
+    const q = new URLSearchParams();
+    if (this.watched) q.set("run", this.watched);
+    if (this.compare.length) q.set("compare", this.compare.join(","));
+    const url = `${location.pathname}${location.search}#${q.toString()}`;
+    if (url !== location.pathname + location.search + location.hash) history[replace ? "replaceState" : "pushState"](null, "", url);
+  }
+
+  // ------------------------------------------------------------------ runs and streams
+
+  state(id) {
+    let s = this.states.get(id);
+    if (!s) { s = initialRunState(id, this.runs.get(id) || null); this.states.set(id, s); }
+    return s;
+  }
+
+  ensureStream(id) {
+    if (this.streams.has(id)) return;
+    const st = this.state(id);
+    const stream = new RunStream(id, {
+      lastSeq: () => this.state(id).lastSeq,
+      onEvent: (ev) => {
+        const s = this.state(id);
+        reduceRun(s, ev);
+        if (ev.type === "run_finished" || ev.type === "status") this.runListDirty = true;
+        this.frame.event(ev.seq);
+      },
+      onConn: (c) => {
+        this.conn.set(id, c.state === "reconnecting" ? `reconnecting in ${(c.retryIn / 1000).toFixed(1)} s…`
+          : c.state === "live" ? "live" : c.state === "connecting" ? "connecting…" : c.state === "done" ? "" : c.state);
+        this.frame.request();
+      },
+      isDone: () => {
+        const s = this.state(id), r = this.runs.get(id);
+        return !!s.finished || (isTerminal(s.status) && (!r || r.last_seq <= s.lastSeq));
+      },
+    });
+    this.streams.set(id, stream);
+    return st;
+  }
+
+  releaseStream(id) {
+    if (id === this.watched || this.compare.includes(id)) return;
+    const s = this.streams.get(id);
+    if (s) { s.close(); this.streams.delete(id); }
+  }
+
+  onRunInfo(run) {
+    this.runs.set(run.id, run);
+    const s = this.states.get(run.id);
+    if (s) withRunInfo(s, run);
+  }
+
+  onRunsMessage(m) {
+    if (!m || !m.run) return;
+    if (m.type === "run_deleted") this.forget(m.run.id);
+    else this.onRunInfo(m.run);
+    this.runListDirty = true;
+    this.frame.request();
+  }
+
+  forget(id) {
+    this.runs.delete(id);
+    const st = this.streams.get(id);
+    if (st) { st.close(); this.streams.delete(id); }
+    this.states.delete(id);
+    this.compare = this.compare.filter((c) => c !== id);
+    if (this.watched === id) { this.watched = null; this.resetViews(); this.writeHash(true); }
+  }
+
+  watch(id, { replace = false, fromHash = false } = {}) {
+    const prev = this.watched;
+    this.watched = id;
+    if (prev && prev !== id) this.releaseStream(prev);
+    this.ensureStream(id);
+    if (!this.runs.has(id)) api.run(id).then((r) => { this.onRunInfo(r); this.runListDirty = true; this.frame.request(); })
+      .catch((err) => { if (err instanceof ApiError && err.status === 404) { this.notice(`Run ${id} does not exist (it may have been deleted).`); this.forget(id); } });
+    if (prev !== id) { this.resetViews(); this.probs.clear(); }
+    if (!fromHash) this.writeHash(replace);
+    this.runListDirty = true;
+    this.frame.request();
+  }
+
+  resetViews() {
+    for (const c of this.charts) c.reset();
+    this.kernels.reset(); this.fmaps.reset(); this.norms.reset(); this.confusion.reset(); this.gallery.reset();
+    this.liveKey = null;
+    this.headerKey = null;
+  }
+
+  setCompare(id, on) {
+    this.compare = on ? [...new Set([...this.compare, id])] : this.compare.filter((c) => c !== id);
+    if (on) this.ensureStream(id); else this.releaseStream(id);
+    this.writeHash(true);
+    this.runListDirty = true;
+    this.frame.request();
+  }
+
+  async deleteRun(run) {
+    if (!confirm(`Delete run “${run.name}” (${run.id}) with its events and checkpoints?`)) return;
+    try { await api.deleteRun(run.id); this.forget(run.id); this.runListDirty = true; this.frame.request(); }
+    catch (err) { this.notice(`Could not delete ${run.id}: ${err.message}`); }
+  }
+
+  // ------------------------------------------------------------------ commands
+
+  async start() {
+    if (this.runBar.start.disabled) return;
+    const body = this.runBody();
+    this.runBar.start.disabled = true;
+    try {
+      const run = await api.createRun(body);
+      this.notice("");
+      this.onRunInfo(run);
+      this.watch(run.id);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 422) this.showValidation({ valid: false, errors: err.detail, summary: this.editor.lastResult ? this.editor.lastResult.summary : null });
+      this.notice("Could not start the run: " + err.message);
+    } finally {
+      this.runBar.setStartEnabled(this.design.valid);
+    }
+  }
+
+  async command(what) {
+    const id = this.watched;
+    if (!id) return;
+    try {
+      const run = await api.command(id, what);
+      this.onRunInfo(run);
+      const s = this.state(id);
+      // The HTTP answer is newer than anything the stream has said so far.
+      if (run.status !== s.status && !(isTerminal(s.status))) { s.status = run.status; s.rev++; }
+      this.runListDirty = true;
+      this.frame.request();
+    } catch (err) {
+      this.notice(`Could not ${what} the run: ${err.message}`);
+    }
+  }
+
+  async applyLive() {
+    const id = this.watched;
+    if (!id) return;
+    const body = {};
+    for (const [key, sel] of [["lr", "#live-lr"], ["momentum", "#live-momentum"], ["weight_decay", "#live-wd"]]) {
+      const el = $(sel);
+      if (el.value.trim() === "") continue;
+      const v = Number(el.value);
+      const cur = this.state(id).hparams;
+      if (!cur || cur[key] !== v) body[key] = v;
+    }
+    const msg = $("#live-msg");
+    if (!Object.keys(body).length) { msg.textContent = "Nothing changed."; return; }
+    try {
+      await api.patch(id, body);
+      msg.textContent = "Applied; the change takes effect at the next step.";
+    } catch (err) {
+      msg.textContent = err.message;
+    }
+  }
+
+  async retry(state) {
+    const cfg = clone(state.config);
+    if (!cfg) return;
+    cfg.train.lr = cfg.train.lr / 10;
+    const base = (state.name || "run").replace(/ \(lr \/ 10\)+$/, "");
+    cfg.name = `${base} (lr / 10)`.slice(0, 200);
+    try {
+      const run = await api.createRun(cfg);
+      this.onRunInfo(run);
+      this.watch(run.id);
+    } catch (err) {
+      this.notice("Could not retry: " + err.message);
+    }
+  }
+
+  async predict(rows) {
+    const seq = ++this.predictSeq;
+    const id = this.watched;
+    if (!rows) { this.probs.clear(); drawFeatureMaps(this.predictMaps, null); this.predictMapsCaption.textContent = ""; return; }
+    if (!id) { this.probs.clear("Select or start a run first: the drawing is classified by the watched run."); return; }
+    this.probs.caption.textContent = "Classifying…";
+    try {
+      const res = await api.predict(id, rows);
+      if (seq !== this.predictSeq) return;
+      const s = this.state(id);
+      this.probs.show(res, s.classNames);
+      const maps = asOneProbe(decodeArray(res.feature_maps));
+      const what = drawFeatureMaps(this.predictMaps, maps, 0, Math.max(120, this.predictMaps.parentElement.clientWidth - 4));
+      this.predictMapsCaption.textContent = what ? "Its first-layer feature maps: " + what : "";
+    } catch (err) {
+      if (seq === this.predictSeq) this.probs.clear("Could not classify: " + err.message);
+    }
+  }
+
+  // ------------------------------------------------------------------ design
+
+  loadPreset(name) {
+    const p = this.presets.find((x) => x.name === name);
+    const cfg = p ? clone(p.config) : { model: [{ type: "flatten" }, { type: "dense", units: 10 }], train: { optimizer: "sgd", lr: 0.05, momentum: 0.9, batch_size: 64, epochs: 1 }, dataset: { name: "mnist", train_limit: 5000 } };
+    delete cfg.name;
+    cfg.train = cfg.train || {};
+    cfg.dataset = cfg.dataset || {};
+    this.design.cfg = cfg;
+    this.design.preset = p || null;
+    $("#preset-desc").replaceChildren(...(p ? [h("span", {}, p.description + ". "), h("span", { class: "muted" }, `${p.reference}; target ${(p.target * 100).toFixed(1)}% test accuracy.`)] : ["Build a network layer by layer."]));
+    $("#run-name-input").placeholder = p ? p.name : "custom";
+    this.editor.setModel(cfg.model);
+    this.hparams.setConfig(cfg);
+    this.designChanged();
+  }
+
+  designChanged() {
+    this.design.checked = false;
+    this.validateSoon();
+  }
+
+  async validate() {
+    const { model, train, dataset } = this.design.cfg;
+    if (this.validating) this.validating.abort();
+    const ctl = new AbortController();
+    this.validating = ctl;
+    try {
+      const res = await api.validate({ model, train, dataset }, ctl.signal);
+      if (ctl.signal.aborted) return;
+      this.showValidation(res);
+      if (!this.interactiveAt) {
+        this.interactiveAt = performance.now();
+        performance.mark("bpl-interactive");
+      }
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      if (err instanceof ApiError && err.status === 422) this.showValidation({ valid: false, errors: err.detail, summary: null });
+      else this.runBar.setStartEnabled(false, "Cannot reach the server to check the model.");
+    } finally {
+      if (this.validating === ctl) this.validating = null;
+    }
+  }
+
+  showValidation(res) {
+    this.design.valid = !!res.valid;
+    this.design.checked = true;
+    this.editor.showResult(res);
+    this.hparams.showErrors(res.errors || []);
+    const n = (res.errors || []).length;
+    this.runBar.setStartEnabled(res.valid, n ? `Fix ${n === 1 ? "the problem" : `the ${n} problems`} in the design to start.` : "");
+    const sum = res.summary;
+    $("#design-summary").textContent = res.valid && sum
+      ? `${sum.input_shape ? shapeStr(sum.input_shape) : ""} → ${sum.output_shape ? shapeStr(sum.output_shape) : ""} · ${fmtInt(sum.params)} parameters${sum.total_steps ? ` · ${fmtInt(sum.total_steps)} steps` : ""}`
+      : n ? `${n} problem${n > 1 ? "s" : ""} to fix` : "";
+  }
+
+  /** The POST /api/runs body: the preset form when the design is a preset plus train/dataset
+   *  overrides (so the run remembers its preset), otherwise the full config. */
+  runBody() {
+    const cfg = this.design.cfg, p = this.design.preset;
+    const name = $("#run-name-input").value.trim();
+    if (p && same(cfg.model, p.config.model)) {
+      const pt = p.config.train || {}, pd = p.config.dataset || {};
+      const overrides = {};
+      let exact = true;
+      for (const [k, v] of Object.entries(cfg.train)) if (!same(v, pt[k])) overrides[k] = v;
+      for (const k of Object.keys(pt)) if (!(k in cfg.train) && !((k === "epochs" && "iterations" in overrides) || (k === "iterations" && "epochs" in overrides))) exact = false;
+      if ((cfg.dataset.name || "mnist") !== (pd.name || "mnist")) overrides.dataset = cfg.dataset.name;
+      for (const k of ["train_limit", "test_limit", "path"]) {
+        if (same(cfg.dataset[k], pd[k])) continue;
+        if (cfg.dataset[k] == null) exact = false; else overrides[k] = cfg.dataset[k];
+      }
+      for (const v of Object.values(overrides)) if (v === null) exact = false;
+      if (exact) return { preset: p.name, overrides, ...(name ? { name } : {}) };
+    }
+    return { model: cfg.model, train: cfg.train, dataset: cfg.dataset, name: name || (p ? `${p.name} (edited)` : "custom") };
+  }
+
+  // ------------------------------------------------------------------ drawing
+
+  draw() {
+    const s = this.watched ? this.state(this.watched) : null;
+    const conn = this.watched ? this.conn.get(this.watched) || "" : "";
+    this.runBar.update(s, conn);
+    this.banner.update(s);
+    this.drawHeader(s);
+    for (const c of this.charts) c.update(s, this.view);
+    this.kernels.update(s);
+    this.fmaps.update(s);
+    this.norms.update(s);
+    this.confusion.update(s);
+    this.gallery.update(s);
+    if (s && s.summary && s.summary.input_shape) this.drawpad.setInputShape(s.summary.input_shape.slice(0, 2));
+    const cmp = this.compare.map((id) => ({ state: this.state(id), run: this.runs.get(id) }));
+    this.compareView.update(cmp, this.view);
+    if (this.runListDirty) {
+      this.runListDirty = false;
+      const runs = [...this.runs.values()].sort((a, b) => b.created_at - a.created_at);
+      // the list shows the stream's status for the runs we follow (it is the newest)
+      const shown = runs.map((r) => { const st = this.states.get(r.id); return st && st.lastSeq && st.status !== r.status && !isTerminal(r.status) ? { ...r, status: st.status } : r; });
+      this.runList.render(shown, this.watched, this.compare);
+    }
+  }
+
+  drawHeader(s) {
+    const key = s ? `${s.runId}|${!!s.config}|${s.status}|${s.hparams ? JSON.stringify(s.hparams) : ""}` : "none";
+    if (key === this.headerKey) return;
+    this.headerKey = key;
+    const info = $("#run-info");
+    if (!s) { info.textContent = "No run selected. Design a network on the left and press Start, or pick a run from the list below."; }
+    else {
+      const c = s.config;
+      const run = this.runs.get(s.runId);
+      const parts = [];
+      if (run && run.preset) parts.push(`preset ${run.preset}`);
+      if (c) {
+        parts.push(c.model.map(layerText).join(" → "));
+        parts.push(`${c.dataset.name}${c.dataset.train_limit ? `, ${fmtInt(c.dataset.train_limit)} training images` : ""}`);
+        const t = c.train;
+        parts.push(`${t.optimizer} lr ${t.lr}${t.momentum ? `, momentum ${t.momentum}` : ""}, batch ${t.batch_size}, ${t.epochs ? t.epochs + " epoch" + (t.epochs > 1 ? "s" : "") : fmtInt(t.iterations) + " iterations"}`);
+      }
+      if (s.summary && s.summary.params != null) parts.push(`${fmtInt(s.summary.params)} parameters`);
+      info.textContent = parts.join(" · ");
+    }
+    // live hyperparameter inputs follow the run unless the person is typing in them
+    const live = !!s && (s.status === "running" || s.status === "paused" || s.status === "queued");
+    $("#live-apply").disabled = !live;
+    const hp = s && (s.hparams || (s.config && { lr: s.config.train.lr, momentum: s.config.train.momentum, weight_decay: s.config.train.weight_decay }));
+    for (const [key, sel] of [["lr", "#live-lr"], ["momentum", "#live-momentum"], ["weight_decay", "#live-wd"]]) {
+      const el = $(sel);
+      el.disabled = !live;
+      if (document.activeElement !== el) el.value = hp && hp[key] != null ? String(hp[key]) : "";
+    }
+    if (!live) $("#live-msg").textContent = "";
+  }
+}
+
+const app = new App();
+// For the benchmark and the browser tests: read-only views of the state, and the frame metrics.
+window.__bpl = {
+  app,
+  metrics: () => app.frame.summary(),
+  resetMetrics: () => app.frame.resetMetrics(),
+  drawnSeq: () => app.frame.drawnSeq,
+  interactiveAt: () => app.interactiveAt ?? null,
+  watched: () => app.watched,
+  points: (id) => { const s = app.states.get(id || app.watched); return s ? Array.from(s.progress.step.view()) : []; },
+  lastSeq: (id) => { const s = app.states.get(id || app.watched); return s ? s.lastSeq : 0; },
+  kick: () => { for (const s of app.streams.values()) s.kick(); },
+  draw: (points) => app.drawpad.stroke(points),
+};
+app.init().catch((err) => app.notice("The page could not start: " + err.message));

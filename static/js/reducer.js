@@ -1,0 +1,201 @@
+// The browser's state for one run is a fold over its events:
+//     state = reduceRun(state, event)
+// Components never look at events; they draw state. Events with seq <= state.lastSeq are
+// ignored, so a replay after a reconnect (after_seq) can never duplicate a point.
+//
+// The per-iteration series grow to tens of thousands of points, so they live in columnar typed
+// arrays that the reducer appends to in place (copying them on every event would make the fold
+// quadratic). Everything else is small and replaced. `state.rev` counts applied events;
+// components compare the counters they care about (progress.n, evals.n, snapshots, rev).
+
+import { decodeArray } from "./codec.js";
+
+/** A growable typed column. `view()` is a subarray over the filled part (no copy). */
+export class Column {
+  constructor(Type = Float64Array, capacity = 1024) {
+    this.Type = Type;
+    this.buf = new Type(capacity);
+    this.n = 0;
+  }
+  push(v) {
+    if (this.n === this.buf.length) {
+      const next = new this.Type(this.buf.length * 2);
+      next.set(this.buf);
+      this.buf = next;
+    }
+    this.buf[this.n++] = v;
+  }
+  get(i) { return this.buf[i]; }
+  view() { return this.buf.subarray(0, this.n); }
+}
+
+const TERMINAL = new Set(["completed", "stopped", "diverged", "failed", "interrupted"]);
+export const isTerminal = (status) => TERMINAL.has(status);
+export const isActive = (status) => status === "running" || status === "paused" || status === "queued";
+
+export function initialRunState(runId, run = null) {
+  return {
+    runId,
+    lastSeq: 0,
+    rev: 0,
+    status: run ? run.status : "queued",
+    error: run ? run.error : null,
+    name: run ? run.name : runId,
+    config: run ? run.config : null,
+    summary: run ? run.summary : null,
+    totalSteps: run && run.summary ? run.summary.total_steps : null,
+    stepsPerEpoch: null,
+    trainSize: null,
+    testSize: null,
+    classNames: null,
+    progress: {
+      n: 0,
+      step: new Column(Float64Array), loss: new Column(Float64Array),
+      accuracy: new Column(Float64Array), lr: new Column(Float64Array),
+    },
+    latest: null,           // the newest progress event
+    evals: {
+      n: 0, step: [], trainLoss: [], trainAccuracy: [], testLoss: [], testAccuracy: [],
+    },
+    lastEval: null,         // confusion + misclassified of the newest eval
+    snapshot: null,         // newest snapshot, arrays decoded
+    snapshots: 0,
+    norms: { step: [], byName: new Map() },   // name -> {weight: [], grad: []} per snapshot
+    markers: [],            // [{step, changes, previous}] from hparams_changed
+    hparams: null,          // current {lr, momentum, weight_decay}
+    pauses: [],             // [{step, type: "paused"|"resumed"}]
+    diverged: null,
+    finished: null,
+  };
+}
+
+/** Seed from a Run object (GET /api/runs/{id}) without touching the event-derived parts. */
+export function withRunInfo(state, run) {
+  if (!run) return state;
+  state.name = run.name;
+  if (!state.config) state.config = run.config;
+  if (!state.summary) state.summary = run.summary;
+  if (state.totalSteps == null && run.summary) state.totalSteps = run.summary.total_steps;
+  // The event stream is authoritative for status once it has spoken.
+  if (state.lastSeq === 0 || isTerminal(run.status)) {
+    state.status = run.status;
+    state.error = run.error;
+  }
+  state.rev++;
+  return state;
+}
+
+export function reduceRun(state, ev) {
+  if (typeof ev.seq === "number") {
+    if (ev.seq <= state.lastSeq) return state;
+    state.lastSeq = ev.seq;
+  }
+  state.rev++;
+  switch (ev.type) {
+    case "run_started": {
+      state.config = ev.config;
+      state.summary = ev.summary;
+      state.totalSteps = ev.total_steps;
+      state.stepsPerEpoch = ev.steps_per_epoch;
+      state.trainSize = ev.train_size;
+      state.testSize = ev.test_size;
+      state.classNames = ev.class_names;
+      const t = ev.config && ev.config.train;
+      if (t) state.hparams = { lr: t.lr, momentum: t.momentum, weight_decay: t.weight_decay };
+      if (!isTerminal(state.status)) state.status = "running";
+      break;
+    }
+    case "progress": {
+      const p = state.progress;
+      p.step.push(ev.step);
+      p.loss.push(ev.loss == null ? NaN : ev.loss);
+      p.accuracy.push(ev.accuracy == null ? NaN : ev.accuracy);
+      p.lr.push(ev.lr == null ? NaN : ev.lr);
+      p.n++;
+      state.latest = ev;
+      if (state.status === "queued") state.status = "running";
+      break;
+    }
+    case "eval": {
+      const e = state.evals;
+      e.step.push(ev.step);
+      e.trainLoss.push(ev.train_loss);
+      e.trainAccuracy.push(ev.train_accuracy);
+      e.testLoss.push(ev.test_loss);
+      e.testAccuracy.push(ev.test_accuracy);
+      e.n++;
+      state.lastEval = ev;
+      break;
+    }
+    case "snapshot": {
+      // Arrays are decoded lazily (snapshotArrays): a replay of a long run folds hundreds of
+      // snapshots of which only the newest is ever drawn.
+      state.snapshot = {
+        step: ev.step, epoch: ev.epoch, layer: ev.layer,
+        kernelsEnc: ev.kernels, featureMapsEnc: ev.feature_maps, decoded: null,
+        probeIndices: ev.probe_indices || [],
+        probeLabels: ev.probe_labels || [],
+        norms: ev.norms || [],
+      };
+      state.snapshots++;
+      const nm = state.norms;
+      nm.step.push(ev.step);
+      for (const row of ev.norms || []) {
+        let h = nm.byName.get(row.name);
+        if (!h) { h = { step: [], weight: [], grad: [] }; nm.byName.set(row.name, h); }
+        h.step.push(ev.step);
+        h.weight.push(row.weight_norm);
+        h.grad.push(row.grad_norm);
+      }
+      break;
+    }
+    case "hparams_changed": {
+      state.markers = [...state.markers, { step: ev.step, changes: ev.changes, previous: ev.previous }];
+      state.hparams = { ...(state.hparams || {}), ...ev.changes };
+      break;
+    }
+    case "paused":
+      state.pauses = [...state.pauses, { step: ev.step, type: "paused" }];
+      if (!isTerminal(state.status)) state.status = "paused";
+      break;
+    case "resumed":
+      state.pauses = [...state.pauses, { step: ev.step, type: "resumed" }];
+      if (!isTerminal(state.status)) state.status = "running";
+      break;
+    case "diverged":
+      state.diverged = ev;
+      state.status = "diverged";
+      break;
+    case "run_finished":
+      state.finished = ev;
+      state.status = ev.status;
+      break;
+    case "status":
+      state.status = ev.status;
+      if ("error" in ev) state.error = ev.error;
+      break;
+    default:
+      break; // unknown events are ignored, never fatal
+  }
+  return state;
+}
+
+/** The decoded {kernels, featureMaps} of a snapshot (cached on it). */
+export function snapshotArrays(snap) {
+  if (!snap) return null;
+  if (!snap.decoded) {
+    snap.decoded = { kernels: decodeArray(snap.kernelsEnc), featureMaps: decodeArray(snap.featureMapsEnc) };
+  }
+  return snap.decoded;
+}
+
+/** Index of the first progress point with step >= s (binary search). */
+export function progressIndexOf(state, s) {
+  const steps = state.progress.step.buf;
+  let lo = 0, hi = state.progress.n;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (steps[mid] < s) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}

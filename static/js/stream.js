@@ -1,0 +1,96 @@
+// Data flows one way, over websockets (server/API.md). A RunStream follows one run's events:
+// it reconnects with ?after_seq=<last seq folded> and exponential backoff, so a dropped
+// connection or a 1013 "too slow" close resumes with no gap and no duplicate.
+
+import { wsUrl } from "./api.js";
+
+const BACKOFF_MIN = 250, BACKOFF_MAX = 8000;
+
+export class RunStream {
+  /**
+   * @param {string} runId
+   * @param {() => number} lastSeq   the newest seq already folded (read at every (re)connect)
+   * @param {(ev: object) => void} onEvent
+   * @param {(conn: {state: string, retryIn?: number}) => void} onConn
+   * @param {() => boolean} isDone   true when the run has finished and nothing more will come
+   */
+  constructor(runId, { lastSeq, onEvent, onConn = () => {}, isDone = () => false }) {
+    Object.assign(this, { runId, lastSeq, onEvent, onConn, isDone });
+    this.ws = null;
+    this.closed = false;
+    this.backoff = BACKOFF_MIN;
+    this.timer = null;
+    this.connect();
+  }
+
+  connect() {
+    if (this.closed) return;
+    const ws = new WebSocket(wsUrl(`/ws/runs/${encodeURIComponent(this.runId)}?after_seq=${this.lastSeq()}`));
+    this.ws = ws;
+    this.onConn({ state: "connecting" });
+    ws.onopen = () => { this.onConn({ state: "live" }); };
+    ws.onmessage = (msg) => {
+      this.backoff = BACKOFF_MIN; // data flowed: the link is healthy again
+      let ev;
+      try { ev = JSON.parse(msg.data); } catch { return; }
+      this.onEvent(ev);
+    };
+    ws.onclose = (e) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      // 1008 / 4404: the run is gone or we are not allowed; 1000 after the end: done.
+      if (this.closed || e.code === 1008 || e.code === 4404 || e.code === 4403 || (this.isDone() && e.code !== 1013)) {
+        this.onConn({ state: this.isDone() ? "done" : "closed", code: e.code });
+        return;
+      }
+      const wait = Math.min(BACKOFF_MAX, this.backoff) * (0.75 + Math.random() * 0.5);
+      this.backoff = Math.min(BACKOFF_MAX, this.backoff * 2);
+      this.onConn({ state: "reconnecting", retryIn: wait });
+      this.timer = setTimeout(() => this.connect(), wait);
+    };
+    ws.onerror = () => { /* onclose follows */ };
+  }
+
+  /** Drop the connection now and reconnect (used by tests and after the tab wakes). */
+  kick() {
+    if (this.ws) this.ws.close(4000, "reconnect");
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    if (this.ws) { const ws = this.ws; this.ws = null; ws.close(1000); }
+  }
+}
+
+/** WS /ws/runs: run_created / run_updated / run_deleted for every run, with the same backoff. */
+export class RunsFeed {
+  constructor({ onMessage, onConn = () => {}, onReconnect = () => {} }) {
+    Object.assign(this, { onMessage, onConn, onReconnect });
+    this.backoff = BACKOFF_MIN;
+    this.ws = null;
+    this.everOpened = false;
+    this.connect();
+  }
+  connect() {
+    const ws = new WebSocket(wsUrl("/ws/runs"));
+    this.ws = ws;
+    ws.onopen = () => {
+      this.onConn({ state: "live" });
+      // Changes made while we were away are not replayed on this socket: refetch the list.
+      if (this.everOpened) this.onReconnect();
+      this.everOpened = true;
+    };
+    ws.onmessage = (msg) => {
+      this.backoff = BACKOFF_MIN;
+      try { this.onMessage(JSON.parse(msg.data)); } catch { /* ignore malformed */ }
+    };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      const wait = Math.min(BACKOFF_MAX, this.backoff) * (0.75 + Math.random() * 0.5);
+      this.backoff = Math.min(BACKOFF_MAX, this.backoff * 2);
+      this.onConn({ state: "reconnecting", retryIn: wait });
+      setTimeout(() => this.connect(), wait);
+    };
+  }
+}

@@ -1,0 +1,311 @@
+// Live charts on uPlot (vendored, window.uPlot). One RunChart per metric (loss, accuracy,
+// learning rate) of the watched run; a CompareChart overlays several runs.
+// The chart never draws more than ~2 points per pixel column: series.js decimates (min/max per
+// bucket) over the visible range, so 20,000 or 200,000 steps cost the same to draw. Drag to
+// zoom in on a range of steps (it is re-decimated at full detail), double-click to zoom out.
+
+import { h, clear, fmtNum, fmtPct, fmtInt } from "./dom.js";
+import { Smoother, decimate, lowerBound } from "./series.js";
+
+export const COLORS = {
+  raw: "rgba(0, 114, 178, 0.28)", smooth: "#0072B2", train: "#009E73", test: "#D55E00",
+  marker: "#7c3aed", diverged: "#b91c1c", grid: "rgba(0,0,0,0.07)", axis: "#4b5563",
+};
+// Okabe-Ito, readable for colour-blind people, for overlaid runs.
+export const RUN_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"];
+
+const KINDS = {
+  loss: {
+    title: "Loss", raw: "loss", rawLabel: "Batch loss", smoothLabel: "Smoothed",
+    evals: [["trainLoss", "Train (eval)", COLORS.train], ["testLoss", "Test (eval)", COLORS.test]],
+    fmt: (v) => fmtNum(v, 4), logToggle: true,
+  },
+  accuracy: {
+    title: "Accuracy", raw: "accuracy", rawLabel: "Batch accuracy", smoothLabel: "Smoothed",
+    evals: [["trainAccuracy", "Train (eval)", COLORS.train], ["testAccuracy", "Test (eval)", COLORS.test]],
+    fmt: (v) => fmtPct(v, 2), pct: true,
+  },
+  lr: { title: "Learning rate", raw: "lr", rawLabel: "Learning rate", fmt: (v) => fmtNum(v, 3), solid: true, logToggle: true },
+};
+
+function axisStyle(extra = {}) {
+  return { stroke: COLORS.axis, grid: { stroke: COLORS.grid, width: 1 }, ticks: { stroke: COLORS.grid, width: 1 },
+    font: "12px system-ui, sans-serif", ...extra };
+}
+
+/** Draws vertical markers (hyperparameter changes, divergence) behind the series. */
+function markerPlugin(getMarkers) {
+  return {
+    hooks: {
+      drawAxes: [(u) => {
+        const marks = getMarkers();
+        if (!marks.length) return;
+        const { ctx } = u;
+        const { top, height, left, width } = u.bbox;
+        const dpr = devicePixelRatio || 1;
+        ctx.save();
+        ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+        ctx.textBaseline = "top";
+        let lastLabelX = -Infinity;
+        for (const m of marks) {
+          const x = Math.round(u.valToPos(m.step, "x", true));
+          if (x < left || x > left + width) continue;
+          ctx.strokeStyle = m.color; ctx.lineWidth = dpr * 1.5;
+          ctx.setLineDash([4 * dpr, 3 * dpr]);
+          ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+          if (x - lastLabelX > 80 * dpr) {
+            ctx.fillStyle = m.color;
+            const tw = ctx.measureText(m.label).width;
+            const tx = x + 4 * dpr + tw > left + width ? x - 4 * dpr - tw : x + 4 * dpr;
+            ctx.fillText(m.label, tx, top + 2 * dpr);
+            lastLabelX = x;
+          }
+        }
+        ctx.restore();
+      }],
+    },
+  };
+}
+
+export function markerList(state) {
+  const out = [];
+  for (const m of state.markers) {
+    const parts = Object.entries(m.changes).map(([k, v]) => `${k === "weight_decay" ? "wd" : k} ${fmtNum(v, 3)}`);
+    out.push({ step: m.step, label: parts.join(", "), color: COLORS.marker });
+  }
+  if (state.diverged) out.push({ step: state.diverged.step, label: "diverged", color: COLORS.diverged });
+  return out;
+}
+
+class ZoomableChart {
+  buildBase(root, title, extraControls = []) {
+    this.root = root;
+    this.zoom = null;
+    this.readout = h("p", { class: "readout small", "aria-live": "off" }, "");
+    this.resetZoomBtn = h("button", { type: "button", class: "link small", hidden: true, onclick: () => this.setZoom(null) }, "Reset zoom");
+    this.plotEl = h("div", { class: "plot", role: "img", "aria-label": title + " chart" });
+    clear(root).append(h("div", { class: "chart-head" }, this.readout, ...extraControls, this.resetZoomBtn), this.plotEl);
+    this.plotEl.addEventListener("dblclick", () => this.setZoom(null));
+    this.ro = new ResizeObserver(() => { this.key = ""; this.onResize && this.onResize(); });
+    this.ro.observe(root);
+  }
+  setZoom(z) {
+    this.zoom = z;
+    this.resetZoomBtn.hidden = !z;
+    this.key = "";
+    this.onResize && this.onResize();
+  }
+  selectHook() {
+    return (u) => {
+      const s = u.select;
+      if (s.width > 8) {
+        const a = u.posToVal(s.left, "x"), b = u.posToVal(s.left + s.width, "x");
+        u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+        this.setZoom([Math.min(a, b), Math.max(a, b)]);
+      }
+    };
+  }
+  size() {
+    const w = Math.max(200, this.root.clientWidth);
+    return { width: w, height: this.height };
+  }
+}
+
+export class RunChart extends ZoomableChart {
+  /** @param kind "loss" | "accuracy" | "lr"; @param requestDraw called when the chart needs a frame */
+  constructor(root, kind, { height = 220, syncKey = "run", requestDraw = () => {} } = {}) {
+    super();
+    this.kind = KINDS[kind];
+    this.kindName = kind;
+    this.height = height;
+    this.syncKey = syncKey;
+    this.requestDraw = requestDraw;
+    this.smoother = new Smoother();
+    this.markers = [];
+    this.log = false;
+    const controls = [];
+    if (this.kind.logToggle) {
+      const id = `log-${kind}`;
+      this.logBox = h("input", { type: "checkbox", id, onchange: () => { this.log = this.logBox.checked; this.rebuild(); this.requestDraw(); } });
+      controls.push(h("label", { class: "small check", for: id }, this.logBox, " Log scale"));
+    }
+    this.buildBase(root, this.kind.title, controls);
+    this.onResize = () => this.requestDraw();
+    this.rebuild();
+  }
+
+  rebuild() {
+    if (this.u) this.u.destroy();
+    const k = this.kind;
+    const series = [{ label: "Step", value: (u, v) => (v == null ? "–" : fmtInt(v)) }];
+    series.push({ label: k.rawLabel, stroke: k.solid ? COLORS.smooth : COLORS.raw, width: k.solid ? 2 : 1,
+      points: { show: false }, value: (u, v) => k.fmt(v), spanGaps: true });
+    if (!k.solid) series.push({ label: k.smoothLabel, stroke: COLORS.smooth, width: 2, points: { show: false }, value: (u, v) => k.fmt(v), spanGaps: true });
+    for (const [, label, color] of k.evals || []) {
+      series.push({ label, stroke: color, width: 2, spanGaps: true, value: (u, v) => k.fmt(v),
+        points: { show: true, size: 6, fill: color, stroke: color } });
+    }
+    this.nSeries = series.length;
+    const y = this.log ? { distr: 3 } : (k.pct ? { range: (u, lo, hi) => [Math.max(0, Math.min(lo, hi - 0.01)), Math.min(1, Math.max(hi, lo + 0.01))] } : {});
+    const yAxis = axisStyle({ size: 56 });
+    if (k.pct) yAxis.values = (u, vals) => vals.map((v) => (v * 100).toFixed(0) + "%");
+    else yAxis.values = (u, vals) => vals.map((v) => fmtNum(v, 3));
+    this.u = new uPlot({
+      ...this.size(),
+      series,
+      scales: { x: { time: false }, y },
+      axes: [axisStyle({ size: 36, values: (u, vals) => vals.map((v) => fmtInt(v)) }), yAxis],
+      legend: { live: true },
+      cursor: { sync: { key: this.syncKey }, drag: { x: true, y: false, setScale: false }, focus: { prox: 16 } },
+      focus: { alpha: 0.35 },
+      plugins: [markerPlugin(() => this.markers)],
+      hooks: { setSelect: [this.selectHook()] },
+    }, series.map(() => []), this.plotEl);
+    this.key = "";
+  }
+
+  reset() {
+    this.smoother.reset(0);
+    this.runId = null;
+    this.key = "";
+    this.zoom = null;
+    this.resetZoomBtn.hidden = true;
+    this.markers = [];
+    this.u.setData(Array.from({ length: this.nSeries }, () => []));
+    this.readout.textContent = "";
+  }
+
+  update(state, view) {
+    if (!state) { if (this.runId !== null) this.reset(); return; }
+    if (state.runId !== this.runId) { this.reset(); this.runId = state.runId; }
+    const p = state.progress, ev = state.evals;
+    const smoothing = this.kind.solid ? 0 : view.smoothing;
+    const { width } = this.size();
+    const key = `${p.n}|${ev.n}|${state.markers.length}|${!!state.diverged}|${smoothing}|${this.log}|${this.zoom}|${width}`;
+    if (key === this.key) return;
+    this.key = key;
+    if (this.u.width !== width) this.u.setSize(this.size());
+    const n = p.n, steps = p.step.buf, raw = p[this.kind.raw].buf;
+    const smooth = this.kind.solid ? null : this.smoother.extend(raw, n, smoothing);
+    // visible range
+    let i0 = 0, i1 = n;
+    if (this.zoom) { i0 = lowerBound(steps, n, this.zoom[0]); i1 = Math.max(i0, lowerBound(steps, n, this.zoom[1] + 1e-9)); }
+    // evaluation points, placed on the progress point of their step
+    const evalIdx = [], evalPos = [];
+    for (let j = 0; j < ev.n; j++) {
+      const i = lowerBound(steps, n, ev.step[j]);
+      if (i < i0 || i >= i1) continue;
+      evalIdx.push(i); evalPos.push(j);
+    }
+    const plotW = Math.max(100, this.u.bbox.width / (devicePixelRatio || 1));
+    const idx = decimate(raw, i0, i1, Math.min(4000, Math.round(plotW * 2)), evalIdx);
+    const m = idx.length;
+    const data = [new Array(m), new Array(m)];
+    if (smooth) data.push(new Array(m));
+    const evalCols = (this.kind.evals || []).map(() => new Array(m).fill(null));
+    const positive = (v) => (this.log && !(v > 0) ? null : (Number.isFinite(v) ? v : null));
+    for (let a = 0; a < m; a++) {
+      const i = idx[a];
+      data[0][a] = steps[i];
+      data[1][a] = positive(raw[i]);
+      if (smooth) data[2][a] = positive(smooth[i]);
+    }
+    if (evalCols.length) {
+      // map each eval to its position in idx (both sorted)
+      let a = 0;
+      for (let e = 0; e < evalIdx.length; e++) {
+        while (a < m && idx[a] < evalIdx[e]) a++;
+        if (a >= m) break;
+        const j = evalPos[e];
+        this.kind.evals.forEach(([field], c) => { evalCols[c][a] = positive(ev[field][j]); });
+      }
+    }
+    data.push(...evalCols);
+    this.markers = markerList(state);
+    this.u.setData(data);
+    // readout: the newest values in words
+    if (n) {
+      const last = n - 1;
+      let txt = `step ${fmtInt(steps[last])}: ${this.kind.rawLabel.toLowerCase()} ${this.kind.fmt(raw[last])}`;
+      if (smooth) txt += `, smoothed ${this.kind.fmt(smooth[last])}`;
+      if (this.kind.evals && ev.n) {
+        const [tr, te] = this.kind.evals;
+        txt += ` · eval at ${fmtInt(ev.step[ev.n - 1])}: train ${this.kind.fmt(ev[tr[0]][ev.n - 1])}, test ${this.kind.fmt(ev[te[0]][ev.n - 1])}`;
+      }
+      this.readout.textContent = txt;
+    } else {
+      this.readout.textContent = "No points yet.";
+    }
+  }
+}
+
+/** Several runs on one chart: smoothed training loss, or test accuracy at each evaluation. */
+export class CompareChart extends ZoomableChart {
+  constructor(root, metric, { height = 240, requestDraw = () => {} } = {}) {
+    super();
+    this.metric = metric; // "loss" | "testAccuracy"
+    this.height = height;
+    this.requestDraw = requestDraw;
+    this.smoothers = new Map();
+    this.buildBase(root, metric === "loss" ? "Compare loss" : "Compare test accuracy");
+    this.onResize = () => this.requestDraw();
+    this.sig = "";
+  }
+
+  build(runs) {
+    if (this.u) this.u.destroy();
+    const pct = this.metric !== "loss";
+    const fmt = pct ? (v) => fmtPct(v, 2) : (v) => fmtNum(v, 4);
+    const series = [{ label: "Step", value: (u, v) => (v == null ? "–" : fmtInt(v)) }];
+    runs.forEach((r, i) => series.push({
+      label: r.label, stroke: RUN_COLORS[i % RUN_COLORS.length], width: 2, spanGaps: true,
+      value: (u, v) => fmt(v), points: { show: pct, size: 5, fill: RUN_COLORS[i % RUN_COLORS.length] },
+    }));
+    const yAxis = axisStyle({ size: 56, values: (u, vals) => vals.map((v) => (pct ? (v * 100).toFixed(1) + "%" : fmtNum(v, 3))) });
+    this.u = new uPlot({
+      ...this.size(), series, scales: { x: { time: false }, y: {} },
+      axes: [axisStyle({ size: 36, values: (u, vals) => vals.map((v) => fmtInt(v)) }), yAxis],
+      legend: { live: true }, cursor: { drag: { x: true, y: false, setScale: false } },
+      hooks: { setSelect: [this.selectHook()] },
+    }, series.map(() => []), this.plotEl);
+  }
+
+  /** @param runs [{state, label}] */
+  update(runs, view) {
+    const sig = runs.map((r) => r.state.runId + ":" + r.label).join("|");
+    if (sig !== this.sig || !this.u) { this.sig = sig; this.build(runs); this.key = ""; }
+    const { width } = this.size();
+    const key = runs.map((r) => `${r.state.progress.n}/${r.state.evals.n}`).join("|") + `|${view.smoothing}|${this.zoom}|${width}`;
+    if (key === this.key) return;
+    this.key = key;
+    if (this.u.width !== width) this.u.setSize(this.size());
+    const plotW = Math.max(100, this.u.bbox.width / (devicePixelRatio || 1));
+    const cols = [];
+    for (const { state } of runs) {
+      if (this.metric === "loss") {
+        const p = state.progress, n = p.n, steps = p.step.buf;
+        let sm = this.smoothers.get(state.runId);
+        if (!sm) { sm = new Smoother(); this.smoothers.set(state.runId, sm); }
+        const y = sm.extend(p.loss.buf, n, view.smoothing);
+        let i0 = 0, i1 = n;
+        if (this.zoom) { i0 = lowerBound(steps, n, this.zoom[0]); i1 = Math.max(i0, lowerBound(steps, n, this.zoom[1] + 1e-9)); }
+        const idx = decimate(y, i0, i1, Math.min(2000, Math.round(plotW)));
+        cols.push([idx.map((i) => steps[i]), idx.map((i) => (Number.isFinite(y[i]) ? y[i] : null))]);
+      } else {
+        const e = state.evals;
+        const xs = [], ys = [];
+        for (let j = 0; j < e.n; j++) {
+          if (this.zoom && (e.step[j] < this.zoom[0] || e.step[j] > this.zoom[1])) continue;
+          if (xs.length && xs[xs.length - 1] === e.step[j]) continue;
+          xs.push(e.step[j]); ys.push(e.testAccuracy[j]);
+        }
+        cols.push([xs, ys]);
+      }
+    }
+    const data = cols.length ? uPlot.join(cols) : [[]];
+    this.u.setData(data);
+    this.readout.textContent = this.metric === "loss"
+      ? `Smoothed training loss (smoothing ${view.smoothing}) per step`
+      : "Test accuracy at each evaluation";
+  }
+}

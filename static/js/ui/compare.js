@@ -1,0 +1,82 @@
+// Compare runs: overlaid curves (CompareChart), the config fields that differ, and results.
+
+import { h, clear, fmtPct, fmtNum, fmtInt, fmtDuration } from "./dom.js";
+import { CompareChart, RUN_COLORS } from "./charts.js";
+
+export function flattenConfig(cfg) {
+  const out = {};
+  if (!cfg) return out;
+  out["model"] = (cfg.model || []).map(layerText).join(" → ");
+  const walk = (obj, prefix) => {
+    for (const [k, v] of Object.entries(obj || {})) {
+      const key = prefix + k;
+      if (v && typeof v === "object" && !Array.isArray(v)) walk(v, key + ".");
+      else out[key] = Array.isArray(v) ? JSON.stringify(v) : v;
+    }
+  };
+  walk(cfg.train, "train.");
+  walk(cfg.dataset, "dataset.");
+  return out;
+}
+
+export function layerText(l) {
+  const p = { dense: (x) => `dense ${x.units}`, conv2d: (x) => `conv ${x.filters}@${x.kernel_size}x${x.kernel_size}${x.stride > 1 ? "/" + x.stride : ""}${x.padding ? " pad " + x.padding : ""}`,
+    maxpool2d: (x) => `maxpool ${x.pool_size}`, avgpool2d: (x) => `avgpool ${x.pool_size}`, dropout: (x) => `dropout ${x.rate}`, leaky_relu: (x) => `leaky_relu ${x.alpha}` };
+  return (p[l.type] || ((x) => x.type))(l);
+}
+
+export class ComparePanel {
+  constructor(root, { requestDraw }) {
+    this.root = root;
+    this.hint = h("p", { class: "muted small" }, "Tick “Compare” on two or more runs in the list to overlay them.");
+    const lossEl = h("div", { class: "chart" }), accEl = h("div", { class: "chart" });
+    this.body = h("div", { class: "compare-body", hidden: true },
+      h("div", { class: "compare-charts" },
+        h("figure", {}, h("figcaption", {}, "Training loss (smoothed)"), lossEl),
+        h("figure", {}, h("figcaption", {}, "Test accuracy"), accEl)),
+      h("h3", {}, "Results"), this.results = h("div", { class: "table-wrap" }),
+      h("h3", {}, "Configuration differences"), this.diff = h("div", { class: "table-wrap" }));
+    clear(root).append(this.hint, this.body);
+    this.loss = new CompareChart(lossEl, "loss", { requestDraw });
+    this.acc = new CompareChart(accEl, "testAccuracy", { requestDraw });
+    this.tableKey = "";
+  }
+
+  /** @param runs [{state, run}] in selection order */
+  update(runs, view) {
+    const show = runs.length >= 1;
+    this.body.hidden = !show;
+    this.hint.textContent = runs.length >= 2 ? "" : "Tick “Compare” on two or more runs in the list to overlay them.";
+    this.hint.hidden = runs.length >= 2;
+    if (!show) return;
+    const labelled = runs.map(({ state, run }) => ({ state, label: `${run ? run.name : state.name} (${state.runId})` }));
+    this.loss.update(labelled, view);
+    this.acc.update(labelled, view);
+    const key = runs.map(({ state }) => `${state.runId}:${state.status}:${state.evals.n}:${!!state.config}`).join("|");
+    if (key !== this.tableKey) { this.tableKey = key; this.renderTables(runs); }
+  }
+
+  renderTables(runs) {
+    const head = h("tr", {}, h("th", { scope: "col" }, ""), ...runs.map(({ state, run }, i) =>
+      h("th", { scope: "col" }, h("span", { class: "swatch", style: { background: RUN_COLORS[i % RUN_COLORS.length] } }), " ", run ? run.name : state.name, h("div", { class: "small muted mono" }, state.runId))));
+    const rowsDef = [
+      ["Status", ({ state }) => state.status],
+      ["Final test accuracy", ({ state, run }) => fmtPct(state.finished ? state.finished.test_accuracy : run && run.final ? run.final.test_accuracy : null)],
+      ["Best test accuracy", ({ state }) => fmtPct(state.evals.n ? Math.max(...state.evals.testAccuracy.filter((v) => v != null)) : null)],
+      ["Final test loss", ({ state }) => fmtNum(state.finished ? state.finished.test_loss : null, 4)],
+      ["Steps", ({ state }) => fmtInt(state.latest ? state.latest.step : 0)],
+      ["Training time", ({ state }) => fmtDuration(state.finished ? state.finished.train_seconds : state.latest ? state.latest.elapsed : null)],
+      ["Images/s", ({ state }) => fmtInt(state.finished ? state.finished.images_per_second : state.latest ? state.latest.images_per_sec : null)],
+      ["Parameters", ({ state }) => fmtInt(state.summary ? state.summary.params : null)],
+    ];
+    clear(this.results).append(h("table", { class: "grid-table" }, h("thead", {}, head.cloneNode(true)),
+      h("tbody", {}, ...rowsDef.map(([label, f]) => h("tr", {}, h("th", { scope: "row" }, label), ...runs.map((r) => h("td", { class: "num" }, f(r))))))));
+    const flats = runs.map(({ state, run }) => flattenConfig(state.config || (run && run.config)));
+    const keys = [...new Set(flats.flatMap((f) => Object.keys(f)))].sort((a, b) => (a === "model" ? -1 : b === "model" ? 1 : a.localeCompare(b)));
+    const differing = keys.filter((k) => new Set(flats.map((f) => JSON.stringify(f[k] ?? null))).size > 1);
+    clear(this.diff).append(differing.length
+      ? h("table", { class: "grid-table diff" }, h("thead", {}, head),
+        h("tbody", {}, ...differing.map((k) => h("tr", {}, h("th", { scope: "row", class: "mono" }, k), ...flats.map((f) => h("td", { class: "mono" }, f[k] == null ? "–" : String(f[k])))))))
+      : h("p", { class: "small muted" }, runs.length > 1 ? "The configurations are identical." : ""));
+  }
+}
