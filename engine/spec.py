@@ -102,7 +102,11 @@ DATASET_FIELDS: dict[str, tuple] = {
     "train_limit": (_INT, None, 1, 10_000_000),
     "test_limit": (_INT, None, 1, 10_000_000),
     "path": ("path", None),
+    "normalize": (("none", "standard"), "none"),
 }
+# Mean and standard deviation of each training set's pixels in [0, 1], for normalize="standard".
+DATASET_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530),
+                 "digits8": (0.1777, 0.2826)}
 DATASET_SHAPES = {"mnist": (28, 28, 1), "fashion-mnist": (28, 28, 1), "digits8": (8, 8, 1)}
 DATASET_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "digits8": 1_500}
 

@@ -60,7 +60,8 @@ def test_same_seed_same_curve_and_other_seed_differs():
 
 
 def test_training_reduces_loss_and_reports_everything():
-    cfg = small("lenet", train_limit=1024, epochs=2, eval_every=8, snapshot_interval=0.0)
+    cfg = small("lenet", train_limit=1024, epochs=2, eval_every=8, snapshot_interval=0.0,
+                lr=0.01, schedule={"type": "constant"})
     events, done = collect(cfg)
     kinds = [e.type for e in events]
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
@@ -206,3 +207,23 @@ def test_encode_array_round_trip():
     assert d["shape"] == [2, 3, 4] and len(d["b64"]) == 32
     assert np.abs(decode_array(d) - a).max() <= (4 / 255) / 2 + 1e-6
     assert ev.jsonable({"x": float("nan"), "y": np.float32(2)}) == {"x": None, "y": 2.0}
+
+
+def test_standardised_inputs_travel_with_the_model(tmp_path):
+    cfg = small("student-cnn", iterations=5)
+    assert cfg["dataset"]["normalize"] == "standard"
+    t = Trainer(cfg)
+    t.run()
+    assert t.model.normalize == (0.1307, 0.3081)
+    x = t.data.batch(t.data.x_test, np.arange(8))  # pixels in [0, 1]
+    path = tmp_path / "n.npz"
+    t.save_checkpoint(path)
+    loaded = Model.load(path)
+    assert loaded.normalize == t.model.normalize
+    assert np.array_equal(loaded.predict_proba(x), t.model.predict_proba(x))
+    # the same net without standardisation sees different inputs
+    plain = Model.load(path)
+    plain.normalize = None
+    assert not np.allclose(plain.predict_proba(x), t.model.predict_proba(x))
+    fm = t.model.feature_maps(x[:1])
+    assert fm.shape == (1, 28, 28, 4)
