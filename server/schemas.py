@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from engine.spec import DATASET_SHAPES, LAYER_FIELDS, TRAIN_FIELDS
+from engine.spec import DATASET_FIELDS, DATASET_SHAPES, LAYER_FIELDS, TRAIN_FIELDS
 
 MAX_LIST = 10_000          # longer lists are refused at the edge (the engine allows 200 layers)
 MAX_NAME = 200
@@ -72,10 +72,18 @@ def train_schema() -> dict:
             "description": "Training hyperparameters; every field optional (engine defaults)"}
 
 
-DATASET_SCHEMA = {"type": "object", "additionalProperties": False,
-                  "properties": {"name": {"enum": list(DATASET_SHAPES)},
-                                 "train_limit": {"type": "integer", "minimum": 1},
-                                 "test_limit": {"type": "integer", "minimum": 1}}}
+def dataset_schema() -> dict:
+    """From engine.spec.DATASET_FIELDS, less ``path`` (a server path is never taken over HTTP)."""
+    props: dict[str, Any] = {"name": {"enum": list(DATASET_SHAPES), "default": "mnist"}}
+    for name, rule in DATASET_FIELDS.items():
+        if name not in ("name", "path"):
+            props[name] = _field_schema(rule)
+            if _default(rule) is not None:
+                props[name]["default"] = _default(rule)
+    return {"type": "object", "additionalProperties": False, "properties": props}
+
+
+DATASET_SCHEMA = dataset_schema()
 
 Layers = Annotated[list[dict[str, Any]], Field(max_length=MAX_LIST), WithJsonSchema(layer_schema())]
 Train = Annotated[dict[str, Any], Field(max_length=100), WithJsonSchema(train_schema())]

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ SHORT = {"preset": "mlp", "overrides": {"epochs": 1, "train_limit": 2000, "test_
 def long_run(**over) -> dict:
     """A lenet run that trains until stopped (tests stop it; bounded by their timeouts)."""
     o = {"iterations": 1_000_000, "train_limit": 512, "test_limit": 100, "eval_every": 200,
-         "batch_size": 32}
+         "batch_size": 32, "lr": 0.01, "schedule": {"type": "constant"}}
     o.update(over)
     return {"preset": "lenet", "overrides": o}
 
@@ -52,7 +53,8 @@ class Server:
     """``python -m server.cli serve`` as a child process; its output goes to ``log_path``."""
 
     def __init__(self, data_dir: Path, max_workers: int = 2, host: str = "127.0.0.1",
-                 args: list[str] | None = None, env: dict | None = None):
+                 args: list[str] | None = None, env: dict | None = None,
+                 log_dir: Path | None = None):
         self.data_dir = Path(data_dir)
         self.max_workers = max_workers
         self.host = host
@@ -60,7 +62,7 @@ class Server:
         self.env = {**TEST_ENV, **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.port = 0
-        self.log_path = self.data_dir.parent / f"server-{id(self)}.log"
+        self.log_path = Path(log_dir or self.data_dir.parent) / f"server-{id(self)}.log"
         self.token: str | None = None
 
     @property
@@ -72,6 +74,8 @@ class Server:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True, preexec_fn=None) -> "Server":
+        """``preexec_fn`` runs in the child before exec (tests use it to set rlimits); the
+        output then goes through a pipe, which no file-size limit applies to."""
         for _ in range(3):
             self.port = free_port()
             env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
@@ -79,13 +83,21 @@ class Server:
                    "--port", str(self.port), "--data-dir", str(self.data_dir),
                    "--max-workers", str(self.max_workers), *self.extra_args]
             self.log = open(self.log_path, "ab")
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log,
+            out = subprocess.PIPE if preexec_fn else self.log
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out,
                                          stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+            if preexec_fn:
+                threading.Thread(target=self._pump, daemon=True).start()
             if not wait or self.wait_ready():
                 return self
             if "address already in use" not in self.output().lower():
                 break
         raise RuntimeError(f"server did not start:\n{self.output()[-3000:]}")
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.log.write(line)
+            self.log.flush()
 
     def wait_ready(self, timeout: float = 60) -> bool:
         deadline = time.monotonic() + timeout
@@ -149,7 +161,7 @@ def make_server(tmp_path):
     made = []
 
     def make(**kw) -> Server:
-        s = Server(kw.pop("data_dir", tmp_path / "data"), **kw)
+        s = Server(kw.pop("data_dir", tmp_path / "data"), log_dir=tmp_path, **kw)
         made.append(s)
         return s
     yield make
