@@ -494,6 +494,10 @@ window.__bpl = {
   watched: () => app.watched,
   points: (id) => { const s = app.states.get(id || app.watched); return s ? Array.from(s.progress.step.view()) : []; },
   lastSeq: (id) => { const s = app.states.get(id || app.watched); return s ? s.lastSeq : 0; },
+  info: (id) => {
+    const s = app.states.get(id || app.watched);
+    return s ? { runId: s.runId, status: s.status, points: s.progress.n, snapshots: s.snapshots, evals: s.evals.n, lastSeq: s.lastSeq, markers: s.markers.length } : null;
+  },
   kick: () => { for (const s of app.streams.values()) s.kick(); },
   draw: (points) => app.drawpad.stroke(points),
 };

@@ -42,7 +42,10 @@ export class LayerEditor {
   focusRow(i, which) {
     const row = this.rows[i];
     if (!row) return;
-    const btn = row.buttons[which] && !row.buttons[which].disabled ? row.buttons[which] : row.typeSel;
+    // the same button on the moved layer, so pressing again keeps moving it; at the end of the
+    // list (disabled), the opposite one
+    const other = { up: "down", down: "up", remove: "remove" }[which];
+    const btn = [row.buttons[which], row.buttons[other]].find((b) => b && !b.disabled) || row.typeSel;
     btn.focus();
   }
 

@@ -62,10 +62,15 @@ export class KernelGrid {
       : `${count}${total > count ? " of " + total : ""} kernels ${th}x${tw}${C > 1 ? ` (channel 1 of ${C})` : ""}`;
     this.caption.textContent = `Layer ${snap.layer + 1} (${type}): ${what} · step ${snap.step.toLocaleString("en-US")}`;
     this.canvas.setAttribute("aria-label", `First-layer kernels, ${what}, at step ${snap.step}`);
-    const big = th * tw > 100;
+    // a square-ish grid (8 kernels: 3x3, 16: 4x4, 64 units: 8x8), each tile as large as fits,
+    // at most 96 CSS pixels
+    const maxWidth = Math.max(120, width - 4);
+    const cols = Math.max(1, Math.min(count, Math.ceil(Math.sqrt(count))));
+    const gap = th * tw > 100 ? 3 : 4;
+    const tile = Math.min(96, (maxWidth - (cols - 1) * gap) / cols);
     drawTiles(this.canvas, {
-      count, th, tw, lut: DIVERGING, maxWidth: Math.max(120, width - 4), gap: big ? 3 : 4,
-      scale: big ? 3 : Math.max(4, Math.floor(48 / Math.max(th, tw))), minCols: Math.min(count, 8),
+      count, th, tw, lut: DIVERGING, maxWidth, gap, cols,
+      scale: Math.max(1, Math.floor((tile / Math.max(th, tw)) * 2) / 2),
       range: (i) => ranges[i],
       value: (i, y, x) => d[i * per + (y * tw + x) * C],
     });

@@ -38,7 +38,7 @@ export class NormsTable {
       h("thead", {}, h("tr", {},
         h("th", { scope: "col" }, "Layer tensor"), h("th", { scope: "col", class: "num" }, "‖W‖"),
         h("th", { scope: "col", class: "num" }, "‖∇W‖"), h("th", { scope: "col", class: "num", title: "gradient norm / weight norm" }, "‖∇W‖/‖W‖"),
-        h("th", { scope: "col" }, "‖∇W‖ over time (log)"))),
+        h("th", { scope: "col", title: "gradient norm at each snapshot, log scale" }, "‖∇W‖ trend"))),
       this.tbody);
     clear(root).append(this.caption, h("div", { class: "table-wrap" }, this.table));
     this.drawn = -1;
