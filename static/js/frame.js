@@ -16,22 +16,23 @@ export class FrameLoop {
     this.draw = draw;             // () => void, draws everything that is dirty
     this.pending = false;
     this.received = [];           // performance.now() of events not yet drawn
+    this.emitted = [];            // their engine emit times (unix ms), when known
     this.metrics = {
       drawMs: new Ring(),         // our work per frame
       frameGapMs: new Ring(),     // time between consecutive rAF callbacks while busy
-      latencyMs: new Ring(),      // event received -> drawn
+      latencyMs: new Ring(),      // event received by the page -> drawn
+      e2eMs: new Ring(),          // event emitted by the engine (its "ts") -> drawn
       frames: 0,
     };
-    this.drawnSeq = null;         // {seq: wall ms} when ?bench=1 (for end-to-end latency)
     this.lastFrameAt = 0;
     this.tick = this.tick.bind(this);
   }
 
-  /** Note an event (for latency) and ask for a frame. */
-  event(seq) {
+  /** Note an event (for latency) and ask for a frame. `ts`: the engine's emit time (unix s). */
+  event(ts) {
     const t = performance.now();
     this.received.push(t);
-    if (this.drawnSeq && seq != null) (this.pendingSeqs ||= []).push(seq);
+    if (typeof ts === "number") this.emitted.push(ts * 1000);
     this.request();
   }
 
@@ -52,11 +53,23 @@ export class FrameLoop {
     this.metrics.frames++;
     for (const r of this.received) this.metrics.latencyMs.push(t1 - r);
     this.received.length = 0;
-    if (this.drawnSeq && this.pendingSeqs) {
-      const wall = performance.timeOrigin + t1;
-      for (const s of this.pendingSeqs) this.drawnSeq[s] = wall;
-      this.pendingSeqs.length = 0;
-    }
+    // the engine stamps events with the wall clock (time.time()); compare with the same clock
+    const wall = Date.now();
+    for (const e of this.emitted) this.metrics.e2eMs.push(wall - e);
+    this.emitted.length = 0;
+  }
+
+  /** A stopwatch for the parts of one draw: t("name") records the time since the last call. */
+  timer() {
+    let last = performance.now();
+    const parts = (this.parts ||= new Map());
+    return (name) => {
+      const now = performance.now();
+      let r = parts.get(name);
+      if (!r) { r = new Ring(1024); parts.set(name, r); }
+      r.push(now - last);
+      last = now;
+    };
   }
 
   summary() {
@@ -66,15 +79,21 @@ export class FrameLoop {
       return s[Math.min(s.length - 1, Math.floor(p * s.length))];
     };
     const d = this.metrics.drawMs.values(), g = this.metrics.frameGapMs.values(), l = this.metrics.latencyMs.values();
+    const e = this.metrics.e2eMs.values();
     return {
       frames: this.metrics.frames,
       drawMsP50: pct(d, 0.5), drawMsP95: pct(d, 0.95), drawMsMax: d.length ? Math.max(...d) : null,
       frameGapMsP50: pct(g, 0.5), frameGapMsP95: pct(g, 0.95),
       latencyMsP50: pct(l, 0.5), latencyMsP95: pct(l, 0.95),
+      e2eMsP50: pct(e, 0.5), e2eMsP95: pct(e, 0.95), e2eSamples: e.length,
+      partsMsP95: Object.fromEntries([...(this.parts || new Map())].map(([k, r]) => [k, pct(r.values(), 0.95)])),
+      partsMsMax: Object.fromEntries([...(this.parts || new Map())].map(([k, r]) => [k, Math.max(0, ...r.values())])),
     };
   }
 
   resetMetrics() {
     this.metrics.drawMs.clear(); this.metrics.frameGapMs.clear(); this.metrics.latencyMs.clear();
+    this.metrics.e2eMs.clear(); this.metrics.frames = 0;
+    if (this.parts) for (const r of this.parts.values()) r.clear();
   }
 }

@@ -41,7 +41,6 @@ class App {
     this.runListDirty = true;
     this.samples = new SampleCache();
     this.frame = new FrameLoop(() => this.draw());
-    if (new URLSearchParams(location.search).has("bench")) this.frame.drawnSeq = {};
     const req = () => this.frame.request();
 
     // charts and views
@@ -176,9 +175,14 @@ class App {
         const s = this.state(id);
         reduceRun(s, ev);
         if (ev.type === "run_finished" || ev.type === "status") this.runListDirty = true;
-        this.frame.event(ev.seq);
+        // only live events count for latency (a replay's are old by design)
+        this.frame.event(s.replayedTo != null && ev.seq <= s.replayedTo ? undefined : ev.ts);
       },
       onConn: (c) => {
+        if (c.state === "connecting") {
+          const r = this.runs.get(id);
+          this.state(id).replayedTo = r ? r.last_seq : null;   // events up to here are history
+        }
         this.conn.set(id, c.state === "reconnecting" ? `reconnecting in ${(c.retryIn / 1000).toFixed(1)} s…`
           : c.state === "live" ? "live" : c.state === "connecting" ? "connecting…" : c.state === "done" ? "" : c.state);
         this.frame.request();
@@ -429,25 +433,42 @@ class App {
   draw() {
     const s = this.watched ? this.state(this.watched) : null;
     const conn = this.watched ? this.conn.get(this.watched) || "" : "";
+    const t = this.frame.timer();
     this.runBar.update(s, conn);
     this.banner.update(s);
     this.drawHeader(s);
-    for (const c of this.charts) c.update(s, this.view);
-    this.kernels.update(s);
-    this.fmaps.update(s);
-    this.norms.update(s);
+    t("bar");
+    this.charts[0].update(s, this.view); t("loss");
+    this.charts[1].update(s, this.view); t("accuracy");
+    // the learning rate changes rarely: redraw it at most 5 times a second (a trailing frame
+    // makes sure its last state is drawn)
+    if (this.throttle("lr", 200)) { this.charts[2].update(s, this.view); t("lr"); }
+    this.kernels.update(s); t("kernels");
+    this.fmaps.update(s); t("featureMaps");
+    this.norms.update(s); t("norms");
     this.confusion.update(s);
-    this.gallery.update(s);
+    this.gallery.update(s); t("evaluation");
     if (s && s.summary && s.summary.input_shape) this.drawpad.setInputShape(s.summary.input_shape.slice(0, 2));
     const cmp = this.compare.map((id) => ({ state: this.state(id), run: this.runs.get(id) }));
-    this.compareView.update(cmp, this.view);
+    this.compareView.update(cmp, this.view); t("compare");
     if (this.runListDirty) {
       this.runListDirty = false;
       const runs = [...this.runs.values()].sort((a, b) => b.created_at - a.created_at);
       // the list shows the stream's status for the runs we follow (it is the newest)
       const shown = runs.map((r) => { const st = this.states.get(r.id); return st && st.lastSeq && st.status !== r.status && !isTerminal(r.status) ? { ...r, status: st.status } : r; });
       this.runList.render(shown, this.watched, this.compare);
+      t("runList");
     }
+  }
+
+  /** True at most once per `ms` for `key`; otherwise asks for a frame when the time is up. */
+  throttle(key, ms) {
+    const now = performance.now();
+    const last = (this.throttled ||= {})[key] || 0;
+    if (now - last >= ms) { this.throttled[key] = now; return true; }
+    clearTimeout((this.throttleTimers ||= {})[key]);
+    this.throttleTimers[key] = setTimeout(() => this.frame.request(), ms - (now - last) + 1);
+    return false;
   }
 
   drawHeader(s) {
@@ -489,7 +510,6 @@ window.__bpl = {
   app,
   metrics: () => app.frame.summary(),
   resetMetrics: () => app.frame.resetMetrics(),
-  drawnSeq: () => app.frame.drawnSeq,
   interactiveAt: () => app.interactiveAt ?? null,
   watched: () => app.watched,
   points: (id) => { const s = app.states.get(id || app.watched); return s ? Array.from(s.progress.step.view()) : []; },

@@ -1,7 +1,8 @@
 // The browser's state for one run is a fold over its events:
 //     state = reduceRun(state, event)
 // Components never look at events; they draw state. Events with seq <= state.lastSeq are
-// ignored, so a replay after a reconnect (after_seq) can never duplicate a point.
+// ignored, so a replay after a reconnect (after_seq) can never duplicate a point. (Transient
+// snapshots, streamed live but not stored, reuse the newest stored seq; see below.)
 //
 // The per-iteration series grow to tens of thousands of points, so they live in columnar typed
 // arrays that the reducer appends to in place (copying them on every event would make the fold
@@ -86,7 +87,11 @@ export function withRunInfo(state, run) {
 }
 
 export function reduceRun(state, ev) {
-  if (typeof ev.seq === "number") {
+  if (ev.transient) {
+    // A live-only snapshot (server/manager.py: streamed but not stored) carries the seq of the
+    // newest stored event: fold it without moving lastSeq, unless it is older than what we show.
+    if (state.snapshot && ev.step < state.snapshot.step) return state;
+  } else if (typeof ev.seq === "number") {
     if (ev.seq <= state.lastSeq) return state;
     state.lastSeq = ev.seq;
   }

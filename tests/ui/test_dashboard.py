@@ -70,6 +70,16 @@ def design_mlp(page, train_limit="2000", epochs="1000"):
     expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
 
 
+def test_every_module_is_preloaded():
+    """The template preloads every ES module (one round of requests on first load)."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    html = (root / "templates" / "index.html").read_text()
+    preloaded = set(re.findall(r'rel="modulepreload" href="\{\{ static \}\}/js/([^"]+)"', html))
+    modules = {str(p.relative_to(root / "static" / "js")) for p in (root / "static" / "js").rglob("*.js")}
+    assert preloaded == modules - {"main.js"}
+
+
 def test_preset_picker_lists_every_engine_preset(page, server):
     open_dashboard(page, server)
     values = page.locator("#preset option").evaluate_all("os => os.map(o => o.value)")

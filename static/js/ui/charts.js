@@ -28,6 +28,12 @@ const KINDS = {
   lr: { title: "Learning rate", raw: "lr", rawLabel: "Learning rate", fmt: (v) => fmtNum(v, 3), solid: true, logToggle: true },
 };
 
+// Steps are integers: tick at 1, 2, 5 x 10^k only, and never show a range narrower than 10 steps.
+const STEP_INCRS = [];
+for (let e = 1; e <= 1e8; e *= 10) STEP_INCRS.push(e, 2 * e, 5 * e);
+const stepRange = (u, lo, hi) => (lo == null ? [0, 10] : hi - lo < 10 ? [Math.max(0, Math.floor(lo)), Math.max(0, Math.floor(lo)) + 10] : [lo, hi]);
+const stepAxis = () => axisStyle({ size: 36, incrs: STEP_INCRS, values: (u, vals) => vals.map((v) => fmtInt(v)) });
+
 function axisStyle(extra = {}) {
   return { stroke: COLORS.axis, grid: { stroke: COLORS.grid, width: 1 }, ticks: { stroke: COLORS.grid, width: 1 },
     font: "12px system-ui, sans-serif", ...extra };
@@ -140,7 +146,7 @@ export class RunChart extends ZoomableChart {
     const series = [{ label: "Step", value: (u, v) => (v == null ? "–" : fmtInt(v)) }];
     series.push({ label: k.rawLabel, stroke: k.solid ? COLORS.smooth : COLORS.raw, width: k.solid ? 2 : 1,
       points: { show: false }, value: (u, v) => k.fmt(v), spanGaps: true });
-    if (!k.solid) series.push({ label: k.smoothLabel, stroke: COLORS.smooth, width: 2, points: { show: false }, value: (u, v) => k.fmt(v), spanGaps: true });
+    if (!k.solid) series.push({ label: k.smoothLabel, stroke: COLORS.smooth, width: 2, value: (u, v) => k.fmt(v), spanGaps: true });
     for (const [, label, color] of k.evals || []) {
       series.push({ label, stroke: color, width: 2, spanGaps: true, value: (u, v) => k.fmt(v),
         points: { show: true, size: 6, fill: color, stroke: color } });
@@ -153,8 +159,8 @@ export class RunChart extends ZoomableChart {
     this.u = new uPlot({
       ...this.size(),
       series,
-      scales: { x: { time: false }, y },
-      axes: [axisStyle({ size: 36, values: (u, vals) => vals.map((v) => fmtInt(v)) }), yAxis],
+      scales: { x: { time: false, range: stepRange }, y },
+      axes: [stepAxis(), yAxis],
       legend: { live: true },
       cursor: { sync: { key: this.syncKey }, drag: { x: true, y: false, setScale: false }, focus: { prox: 16 } },
       focus: { alpha: 0.35 },
@@ -263,8 +269,8 @@ export class CompareChart extends ZoomableChart {
     }));
     const yAxis = axisStyle({ size: 56, values: (u, vals) => vals.map((v) => (pct ? (v * 100).toFixed(1) + "%" : fmtNum(v, 3))) });
     this.u = new uPlot({
-      ...this.size(), series, scales: { x: { time: false }, y: {} },
-      axes: [axisStyle({ size: 36, values: (u, vals) => vals.map((v) => fmtInt(v)) }), yAxis],
+      ...this.size(), series, scales: { x: { time: false, range: stepRange }, y: {} },
+      axes: [stepAxis(), yAxis],
       legend: { live: true }, cursor: { drag: { x: true, y: false, setScale: false } },
       hooks: { setSelect: [this.selectHook()] },
     }, series.map(() => []), this.plotEl);

@@ -10,7 +10,7 @@ export function tensorLabel(name) {
 }
 
 function spark(canvas, values, color) {
-  const W = 96, H = 22;
+  const W = 80, H = 20;
   const ctx = fitCanvas(canvas, W, H);
   ctx.clearRect(0, 0, W, H);
   const logs = values.map((v) => (v > 0 ? Math.log10(v) : null)).filter((v) => v != null);
@@ -43,25 +43,34 @@ export class NormsTable {
     clear(root).append(this.caption, h("div", { class: "table-wrap" }, this.table));
     this.drawn = -1;
   }
-  reset() { this.drawn = -1; this.runId = null; clear(this.tbody); this.caption.textContent = "No run selected."; }
+  reset() { this.drawn = -1; this.runId = null; this.rows = null; clear(this.tbody); this.caption.textContent = "No run selected."; }
   update(state) {
     if (!state) { if (this.runId !== null) this.reset(); return; }
     if (state.runId === this.runId && state.snapshots === this.drawn) return;
+    const sameRun = this.runId === state.runId;
     this.runId = state.runId; this.drawn = state.snapshots;
-    clear(this.tbody);
-    if (!state.snapshot) { this.caption.textContent = "Waiting for the first snapshot…"; return; }
+    if (!state.snapshot) { clear(this.tbody); this.rows = null; this.caption.textContent = "Waiting for the first snapshot…"; return; }
     this.caption.textContent = `At step ${state.snapshot.step.toLocaleString("en-US")} (gradients of the last batch).`;
-    for (const row of state.snapshot.norms) {
-      const hist = state.norms.byName.get(row.name);
-      const c = h("canvas", { "aria-hidden": "true" });
-      const ratio = row.weight_norm > 0 ? row.grad_norm / row.weight_norm : null;
-      this.tbody.append(h("tr", {},
-        h("th", { scope: "row" }, tensorLabel(row.name)),
-        h("td", { class: "num" }, fmtNum(row.weight_norm, 4)),
-        h("td", { class: "num" }, fmtNum(row.grad_norm, 4)),
-        h("td", { class: "num" }, ratio == null ? "–" : fmtNum(ratio, 3)),
-        h("td", {}, c)));
-      if (hist) spark(c, hist.grad.slice(-200), "#0072B2");
+    const norms = state.snapshot.norms;
+    const names = norms.map((r) => r.name).join("|");
+    if (!sameRun || !this.rows || this.names !== names) {
+      // the tensors changed: build the rows once; later snapshots only update their cells
+      clear(this.tbody);
+      this.names = names;
+      this.rows = norms.map((row) => {
+        const cells = { w: h("td", { class: "num" }), g: h("td", { class: "num" }), r: h("td", { class: "num" }), c: h("canvas", { "aria-hidden": "true" }) };
+        this.tbody.append(h("tr", {}, h("th", { scope: "row" }, tensorLabel(row.name)), cells.w, cells.g, cells.r, h("td", {}, cells.c)));
+        return cells;
+      });
     }
+    norms.forEach((row, i) => {
+      const cells = this.rows[i];
+      const ratio = row.weight_norm > 0 ? row.grad_norm / row.weight_norm : null;
+      cells.w.textContent = fmtNum(row.weight_norm, 4);
+      cells.g.textContent = fmtNum(row.grad_norm, 4);
+      cells.r.textContent = ratio == null ? "–" : fmtNum(ratio, 3);
+      const hist = state.norms.byName.get(row.name);
+      if (hist) spark(cells.c, hist.grad.slice(-200), "#0072B2");
+    });
   }
 }
