@@ -1,0 +1,267 @@
+"""RELIABILITY.md 10-19: every bad input gets a 4xx naming the field; never a 500."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import websockets
+
+from .conftest import SHORT, TERMINAL, create, wait_status
+
+MLP = [{"type": "flatten"}, {"type": "dense", "units": 32}, {"type": "relu"},
+       {"type": "dense", "units": 10}]
+
+
+def post_run(api, body) -> tuple[int, list[dict]]:
+    r = api.post("/api/runs", json=body)
+    assert r.status_code != 500
+    return r.status_code, r.json().get("detail", []) if r.status_code >= 400 else []
+
+
+def named(detail: list[dict], *words: str) -> bool:
+    """Some error names every word, in its loc or its message."""
+    return any(all(w in (json.dumps(d["loc"]) + " " + d["msg"]) for w in words) for d in detail)
+
+
+def with_layer(i: int, **changes) -> dict:
+    model = [dict(layer) for layer in MLP]
+    model[i].update(changes)
+    return {"model": model, "train": {"epochs": 1}, "dataset": {"train_limit": 500}}
+
+
+# 10. malformed JSON, over the size limit, nested 100,000 levels
+
+
+def test_malformed_json(api):
+    r = api.post("/api/runs", content=b'{"preset": "mlp",', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "JSON" in r.text
+    r = api.post("/api/runs", content=b"[1, 2]", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+
+def test_body_over_the_limit_is_413(api):
+    big = b'{"name": "' + b"x" * (2 << 20) + b'"}'
+    r = api.post("/api/runs", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["detail"][0]["loc"] == ["body"]
+
+
+def test_body_over_the_limit_without_content_length_is_413(api):
+    def chunks():
+        for _ in range(40):
+            yield b" " * 65536
+    r = api.post("/api/models/validate", content=chunks(),
+                 headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_json_nested_100000_levels(api):
+    r = api.post("/api/runs", content=b"[" * 100_000 + b"]" * 100_000,
+                 headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "nest" in r.text
+    deep = {"model": [{"type": "dense", "units": json.loads("[" * 500 + "]" * 500)}]}
+    r = api.post("/api/models/validate", json=deep)
+    assert r.status_code == 422 and "nest" in r.text
+
+
+# 11. unknown layer type; missing type; unknown extra fields
+
+
+def test_unknown_missing_type_and_extra_fields(api):
+    code, d = post_run(api, with_layer(1, type="dense9"))
+    assert code == 422 and named(d, "model", "type", "dense9")
+    model = [{"units": 10}]
+    code, d = post_run(api, {"model": model})
+    assert code == 422 and named(d, "type is required")
+    code, d = post_run(api, with_layer(1, colour="red"))
+    assert code == 422 and named(d, "colour")
+    code, d = post_run(api, {"preset": "mlp", "flavour": 1})
+    assert code == 422 and named(d, "flavour")
+    code, d = post_run(api, {"model": MLP, "train": {"learning_rate": 0.1}})
+    assert code == 422 and named(d, "learning_rate")
+
+
+# 12. sizes of 0, negative, a string, a float
+
+
+@pytest.mark.parametrize("value", [0, -3, "8", 2.5, None, True])
+@pytest.mark.parametrize("layer,field", [(1, "units"), ("conv", "filters"),
+                                         ("conv", "kernel_size"), ("conv", "stride"),
+                                         ("train", "batch_size")])
+def test_bad_sizes(api, layer, field, value):
+    if layer == "train":
+        body = {"model": MLP, "train": {field: value}}
+    elif layer == "conv":
+        conv = {"type": "conv2d", "filters": 4, "kernel_size": 3, field: value}
+        body = {"model": [conv, {"type": "flatten"}, {"type": "dense", "units": 10}]}
+    else:
+        body = with_layer(layer, **{field: value})
+    code, d = post_run(api, body)
+    if value is None and field in ("stride",):
+        assert code == 201 or named(d, field)       # null means "the default" for stride
+        return
+    assert code == 422 and named(d, field), d
+
+
+# 13. sizes that would need gigabytes
+
+
+def test_gigabyte_sizes_are_refused_before_allocation(api):
+    code, d = post_run(api, with_layer(1, units=10**9))
+    assert code == 422 and named(d, "units") and "GiB" in json.dumps(d)
+    code, d = post_run(api, {"model": [{"type": "relu"}] * 10_000})
+    assert code == 422 and named(d, "model", "10000 layers")
+    big = [{"type": "flatten"}, {"type": "dense", "units": 65536}, {"type": "dense", "units": 65536},
+           {"type": "dense", "units": 10}]
+    code, d = post_run(api, {"model": big})
+    assert code == 422 and "GiB" in json.dumps(d)
+    r = api.post("/api/models/validate", json={"model": [{"type": "relu"}] * 10_001})
+    assert r.status_code == 422 and "model" in r.text
+
+
+# 14. shapes that do not fit
+
+
+def test_shapes_that_do_not_fit(api):
+    conv = {"type": "conv2d", "filters": 4, "kernel_size": 40}
+    code, d = post_run(api, {"model": [conv, {"type": "flatten"}, {"type": "dense", "units": 10}]})
+    assert code == 422 and named(d, "kernel_size", "larger than its input")
+    code, d = post_run(api, {"model": [{"type": "dense", "units": 10}]})
+    assert code == 422 and named(d, "flatten")
+    code, d = post_run(api, {"model": [{"type": "flatten"}, {"type": "dense", "units": 7}]})
+    assert code == 422 and named(d, "10 classes")
+    r = api.post("/api/models/validate", json={"model": [{"type": "flatten"},
+                                                         {"type": "dense", "units": 7}]})
+    assert r.status_code == 200 and r.json()["valid"] is False
+    assert r.json()["summary"]["layers"][0]["output_shape"] == [784]
+
+
+# 15. lr NaN, Infinity, 1e309, below 0; epochs 10**9
+
+
+@pytest.mark.parametrize("raw", [b"NaN", b"Infinity", b"-Infinity", b"1e309", b"-0.1", b"0",
+                                 b'"fast"'])
+def test_bad_learning_rates(api, raw):
+    body = b'{"preset": "mlp", "overrides": {"lr": ' + raw + b"}}"
+    r = api.post("/api/runs", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert "lr" in r.text
+
+
+def test_epochs_too_many(api):
+    code, d = post_run(api, {"preset": "mlp", "overrides": {"epochs": 10**9}})
+    assert code == 422 and named(d, "epochs")
+    code, d = post_run(api, {"model": MLP, "train": {"iterations": 10**12}})
+    assert code == 422 and named(d, "iterations")
+
+
+# 16. run names
+
+
+def test_run_names(api):
+    code, d = post_run(api, {**SHORT, "name": "x" * (1 << 20)})
+    assert code in (413, 422) and (code == 413 or named(d, "name"))
+    code, d = post_run(api, {**SHORT, "name": "x" * 201})
+    assert code == 422 and named(d, "name")
+    code, d = post_run(api, {**SHORT, "name": "bad\x00name\x1b[31m"})
+    assert code == 422 and named(d, "name")
+    code, d = post_run(api, {**SHORT, "name": 42})
+    assert code == 422 and named(d, "name")
+    # a name is only a label: `../` is kept as text and never used in a path
+    run = create(api, {**SHORT, "name": "  ../../etc/passwd  "})
+    assert run["name"] == "../../etc/passwd" and run["id"].startswith("r-")
+    wait_status(api, run["id"], TERMINAL)
+
+
+# 17. dataset or file names with ../, absolute paths, %2e%2e, NUL
+
+
+@pytest.mark.parametrize("name", ["../mnist", "/etc/passwd", "%2e%2e", "mnist\x00", "MNIST"])
+def test_bad_dataset_names(api, name):
+    code, d = post_run(api, {"model": MLP, "dataset": {"name": name}})
+    assert code == 422 and named(d, "dataset", "name")
+
+
+@pytest.mark.parametrize("path", ["../../etc", "/etc", "%2e%2e/%2e%2e", "a\x00b"])
+def test_dataset_paths_are_refused_over_http(api, path):
+    code, d = post_run(api, {"model": MLP, "dataset": {"name": "mnist", "path": path}})
+    assert code == 422 and named(d, "path")
+    code, d = post_run(api, {"preset": "mlp", "overrides": {"path": path}})
+    assert code == 422 and named(d, "path")
+    r = api.post("/api/gradcheck", json={"model": MLP, "dataset": {"path": path}})
+    assert r.status_code == 422 and "path" in r.text
+
+
+@pytest.mark.parametrize("url", ["/api/datasets/..%2f..%2fetc/samples",
+                                 "/api/datasets/%2e%2e/samples", "/api/datasets/mnist%00/samples",
+                                 "/api/runs/..%2f..%2fetc", "/api/runs/%2e%2e/weights",
+                                 "/api/runs/r-0000000000/weights", "/static/..%2f..%2fpyproject.toml"])
+def test_path_tricks_in_urls(api, url):
+    r = api.get(url)
+    assert r.status_code in (404, 422), (url, r.status_code)
+    assert "[project]" not in r.text
+
+
+# 18 is in test_models.py (uploaded .npz files)
+
+# 19. unknown run, stop twice, websocket frames
+
+
+def test_unknown_run_and_stop_twice(api):
+    for method, path in [("post", "/api/runs/r-0123456789/stop"), ("get", "/api/runs/nope"),
+                         ("delete", "/api/runs/r-0123456789"), ("patch", "/api/runs/r-012")]:
+        r = getattr(api, method)(path, **({"json": {"lr": 0.1}} if method == "patch" else {}))
+        assert r.status_code == 404, (path, r.text)
+        assert r.json()["detail"][0]["loc"] == ["path", "run_id"]
+    run = create(api, SHORT)
+    wait_status(api, run["id"], TERMINAL)
+    for _ in range(2):
+        r = api.post(f"/api/runs/{run['id']}/stop")
+        assert r.status_code == 200 and r.json()["status"] == "completed"
+
+
+def test_websocket_bad_requests_and_frames(server, api):
+    run = create(api, SHORT)
+    wait_status(api, run["id"], TERMINAL)
+    url = f"{server.ws_url}/ws/runs/{run['id']}"
+
+    async def status_of(u):
+        try:
+            async with websockets.connect(u):
+                return 101
+        except websockets.InvalidStatus as e:
+            return e.response.status_code
+    assert asyncio.run(status_of(f"{url}?after_seq=-1")) == 422
+    assert asyncio.run(status_of(f"{url}?after_seq=abc")) == 422
+    assert asyncio.run(status_of(f"{server.ws_url}/ws/runs/r-9999999999")) == 404
+    assert asyncio.run(status_of(f"{server.ws_url}/ws/runs/..%2f..")) in (403, 404)
+
+    live = create(api, {"preset": "mlp", "overrides": {"iterations": 10**6, "train_limit": 500}})
+
+    async def close_code(frame):
+        async with websockets.connect(f"{server.ws_url}/ws/runs/{live['id']}",
+                                      max_size=None) as ws:
+            await ws.send(frame)
+            try:
+                for _ in range(100_000):
+                    await asyncio.wait_for(ws.recv(), 30)
+            except websockets.ConnectionClosed:
+                pass
+            return ws.close_code
+    assert asyncio.run(close_code(b"\x00\x01")) == 1003          # binary
+    assert asyncio.run(close_code("x" * (1 << 20))) == 1009      # oversized
+    api.post(f"/api/runs/{live['id']}/stop")
+    wait_status(api, live["id"], TERMINAL)
+    # an unknown text frame is ignored: the stream still ends normally
+    async def ignored():
+        async with websockets.connect(url) as ws:
+            await ws.send('{"type": "hello"}')
+            msgs = []
+            try:
+                while True:
+                    msgs.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+            except websockets.ConnectionClosed:
+                return msgs, ws.close_code
+    msgs, code = asyncio.run(ignored())
+    assert code == 1000 and msgs[-1]["status"] == "completed"
+    assert api.get("/api/health").json()["ok"]
