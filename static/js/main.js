@@ -2,7 +2,7 @@
 // Events are folded into one state per run (reducer.js); a frame loop (frame.js) asks every
 // visible component to draw from state, at most once per animation frame.
 
-import { api, ApiError } from "./api.js";
+import { api, ApiError, token } from "./api.js";
 import { decodeArray } from "./codec.js";
 import { initialRunState, reduceRun, withRunInfo, isTerminal } from "./reducer.js";
 import { RunStream, RunsFeed } from "./stream.js";
@@ -100,6 +100,9 @@ class App {
   // ------------------------------------------------------------------ start-up
 
   async init() {
+    if (document.body.dataset.tokenRequired === "true" && !token) {
+      this.notice("This server needs its access token: open the address that `backprop-lab serve` printed (it ends with ?token=…).");
+    }
     const [presets, datasets, runs] = await Promise.allSettled([api.presets(), api.datasets(), api.runs()]);
     if (presets.status === "fulfilled") this.presets = presets.value.presets;
     else this.notice("Could not load the presets: " + presets.reason.message);
@@ -394,6 +397,9 @@ class App {
   }
 
   showValidation(res) {
+    // POST /api/runs answers with FastAPI's locations ("body", "train", "lr"); validate without
+    const errors = (res.errors || []).map((e) => ((e.loc || [])[0] === "body" ? { ...e, loc: e.loc.slice(1) } : e));
+    res = { ...res, errors };
     this.design.valid = !!res.valid;
     this.design.checked = true;
     this.editor.showResult(res);

@@ -34,6 +34,22 @@ for (let e = 1; e <= 1e8; e *= 10) STEP_INCRS.push(e, 2 * e, 5 * e);
 const stepRange = (u, lo, hi) => (lo == null ? [0, 10] : hi - lo < 10 ? [Math.max(0, Math.floor(lo)), Math.max(0, Math.floor(lo)) + 10] : [lo, hi]);
 const stepAxis = () => axisStyle({ size: 36, incrs: STEP_INCRS, values: (u, vals) => vals.map((v) => fmtInt(v)) });
 
+/** Tick labels with as many decimals as the tick spacing needs ("1e+5", "0.25", "2.5e-4"). */
+export function numTicks(u, vals, axis, space, incr) {
+  const d = incr > 0 ? Math.max(0, -Math.floor(Math.log10(incr))) : 2;
+  const big = Math.max(0, ...vals.map((v) => Math.abs(v || 0)));
+  const sci = big >= 1e5 || (big > 0 && big < 1e-3);
+  return vals.map((v) => {
+    if (v == null) return "";
+    if (sci) return v === 0 ? "0" : v.toExponential(2).replace(/\.?0+e/, "e");
+    return v.toFixed(Math.min(d, 6));
+  });
+}
+function pctTicks(u, vals, axis, space, incr) {
+  const d = incr > 0 ? Math.max(0, -Math.floor(Math.log10(incr * 100))) : 0;
+  return vals.map((v) => (v == null ? "" : (v * 100).toFixed(Math.min(d, 3)) + "%"));
+}
+
 function axisStyle(extra = {}) {
   return { stroke: COLORS.axis, grid: { stroke: COLORS.grid, width: 1 }, ticks: { stroke: COLORS.grid, width: 1 },
     font: "12px system-ui, sans-serif", ...extra };
@@ -153,9 +169,8 @@ export class RunChart extends ZoomableChart {
     }
     this.nSeries = series.length;
     const y = this.log ? { distr: 3 } : (k.pct ? { range: (u, lo, hi) => [Math.max(0, Math.min(lo, hi - 0.01)), Math.min(1, Math.max(hi, lo + 0.01))] } : {});
-    const yAxis = axisStyle({ size: 56 });
-    if (k.pct) yAxis.values = (u, vals) => vals.map((v) => (v * 100).toFixed(0) + "%");
-    else yAxis.values = (u, vals) => vals.map((v) => fmtNum(v, 3));
+    const yAxis = axisStyle({ size: 60 });
+    yAxis.values = k.pct ? pctTicks : numTicks;
     this.u = new uPlot({
       ...this.size(),
       series,
@@ -267,7 +282,7 @@ export class CompareChart extends ZoomableChart {
       label: r.label, stroke: RUN_COLORS[i % RUN_COLORS.length], width: 2, spanGaps: true,
       value: (u, v) => fmt(v), points: { show: pct, size: 5, fill: RUN_COLORS[i % RUN_COLORS.length] },
     }));
-    const yAxis = axisStyle({ size: 56, values: (u, vals) => vals.map((v) => (pct ? (v * 100).toFixed(1) + "%" : fmtNum(v, 3))) });
+    const yAxis = axisStyle({ size: 60, values: pct ? pctTicks : numTicks });
     this.u = new uPlot({
       ...this.size(), series, scales: { x: { time: false, range: stepRange }, y: {} },
       axes: [stepAxis(), yAxis],

@@ -70,7 +70,7 @@ export class KernelGrid {
     const tile = Math.min(96, (maxWidth - (cols - 1) * gap) / cols);
     drawTiles(this.canvas, {
       count, th, tw, lut: DIVERGING, maxWidth, gap, cols,
-      scale: Math.max(1, Math.floor((tile / Math.max(th, tw)) * 2) / 2),
+      scale: Math.max(1, tile / Math.max(th, tw)),
       range: (i) => ranges[i],
       value: (i, y, x) => d[i * per + (y * tw + x) * C],
     });
