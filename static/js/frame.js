@@ -23,6 +23,8 @@ export class FrameLoop {
       latencyMs: new Ring(),      // event received by the page -> drawn
       e2eMs: new Ring(),          // event emitted by the engine (its "ts") -> drawn
       frames: 0,
+      foldMs: 0,                  // time spent folding events (after JSON parsing)
+      since: performance.now(),
     };
     this.lastFrameAt = 0;
     this.tick = this.tick.bind(this);
@@ -82,6 +84,8 @@ export class FrameLoop {
     const e = this.metrics.e2eMs.values();
     return {
       frames: this.metrics.frames,
+      seconds: (performance.now() - this.metrics.since) / 1000,
+      foldMs: this.metrics.foldMs,
       drawMsP50: pct(d, 0.5), drawMsP95: pct(d, 0.95), drawMsMax: d.length ? Math.max(...d) : null,
       frameGapMsP50: pct(g, 0.5), frameGapMsP95: pct(g, 0.95),
       latencyMsP50: pct(l, 0.5), latencyMsP95: pct(l, 0.95),
@@ -93,7 +97,8 @@ export class FrameLoop {
 
   resetMetrics() {
     this.metrics.drawMs.clear(); this.metrics.frameGapMs.clear(); this.metrics.latencyMs.clear();
-    this.metrics.e2eMs.clear(); this.metrics.frames = 0;
+    this.metrics.e2eMs.clear(); this.metrics.frames = 0; this.metrics.foldMs = 0;
+    this.metrics.since = performance.now();
     if (this.parts) for (const r of this.parts.values()) r.clear();
   }
 }

@@ -175,11 +175,13 @@ class App {
     const stream = new RunStream(id, {
       lastSeq: () => this.state(id).lastSeq,
       onEvent: (ev) => {
+        const t0 = performance.now();
         const s = this.state(id);
         reduceRun(s, ev);
         if (ev.type === "run_finished" || ev.type === "status") this.runListDirty = true;
         // only live events count for latency (a replay's are old by design)
         this.frame.event(s.replayedTo != null && ev.seq <= s.replayedTo ? undefined : ev.ts);
+        this.frame.metrics.foldMs += performance.now() - t0;
       },
       onConn: (c) => {
         if (c.state === "connecting") {
