@@ -192,9 +192,9 @@ class App {
           : c.state === "live" ? "live" : c.state === "connecting" ? "connecting…" : c.state === "done" ? "" : c.state);
         this.frame.request();
       },
-      isDone: () => {
+      isDone: (code) => {
         const s = this.state(id), r = this.runs.get(id);
-        return !!s.finished || (isTerminal(s.status) && (!r || r.last_seq <= s.lastSeq));
+        return !!s.finished || (isTerminal(s.status) && (code === 1000 || !r || r.last_seq <= s.lastSeq));
       },
     });
     this.streams.set(id, stream);

@@ -12,7 +12,8 @@ export class RunStream {
    * @param {() => number} lastSeq   the newest seq already folded (read at every (re)connect)
    * @param {(ev: object) => void} onEvent
    * @param {(conn: {state: string, retryIn?: number}) => void} onConn
-   * @param {() => boolean} isDone   true when the run has finished and nothing more will come
+   * @param {(code) => boolean} isDone  true when the run has finished and nothing more will come
+   *                                   (the server closes with 1000 after a finished run)
    */
   constructor(runId, { lastSeq, onEvent, onConn = () => {}, isDone = () => false }) {
     Object.assign(this, { runId, lastSeq, onEvent, onConn, isDone });
@@ -39,8 +40,8 @@ export class RunStream {
       if (this.ws !== ws) return;
       this.ws = null;
       // 1008 / 4404: the run is gone or we are not allowed; 1000 after the end: done.
-      if (this.closed || e.code === 1008 || e.code === 4404 || e.code === 4403 || (this.isDone() && e.code !== 1013)) {
-        this.onConn({ state: this.isDone() ? "done" : "closed", code: e.code });
+      if (this.closed || e.code === 1008 || e.code === 4404 || e.code === 4403 || (this.isDone(e.code) && e.code !== 1013)) {
+        this.onConn({ state: this.isDone(e.code) ? "done" : "closed", code: e.code });
         return;
       }
       const wait = Math.min(BACKOFF_MAX, this.backoff) * (0.75 + Math.random() * 0.5);

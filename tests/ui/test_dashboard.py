@@ -265,6 +265,11 @@ def test_compare_two_runs_overlays_two_curves(page, server):
     expect(panel).to_contain_text("Final test accuracy")
     panel.scroll_into_view_if_needed()
     shot(page, "compare-1920x1080")
+    # export weights: an .npz (a zip) served by us
+    href = page.get_by_role("link", name=f"Export weights of compare-a ({a['id']})").get_attribute("href")
+    import urllib.request
+    with urllib.request.urlopen(server.url + href, timeout=30) as r:
+        assert r.read(2) == b"PK"
     # the URL keeps the comparison: a reload shows the same
     page.reload()
     expect(panel.locator(".u-legend").first.locator(".u-series")).to_have_count(3)

@@ -142,6 +142,7 @@ export class ProbabilityBars {
         h("span", { class: "num" }, fmtPct(p, 1))));
     });
     const name = names ? names[best] : best;
-    this.caption.textContent = `Predicted ${name} (${fmtPct(res.probabilities[best], 1)}) with the weights of step ${res.step ?? "?"}.`;
+    this.caption.textContent = `Predicted ${name} (${fmtPct(res.probabilities[best], 1)}) with ` +
+      (res.step == null ? "the imported weights." : `the weights saved at step ${res.step.toLocaleString("en-US")}.`);
   }
 }

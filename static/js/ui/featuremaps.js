@@ -29,10 +29,11 @@ export function drawFeatureMaps(canvas, maps, p, maxWidth) {
     let lo = Infinity, hi = -Infinity;
     for (let j = base; j < base + U; j++) { if (d[j] < lo) lo = d[j]; if (d[j] > hi) hi = d[j]; }
     lo = Math.min(0, lo);
-    const cols = Math.ceil(Math.sqrt(U));
+    const cols = Math.max(1, Math.min(Math.ceil(Math.sqrt(U)), Math.floor(maxWidth / 12)));
     drawTiles(canvas, {
-      count: U, th: 1, tw: 1, lut: GREY, maxWidth, gap: 2, cols: Math.min(cols, Math.floor(maxWidth / 12)) || 1,
-      scale: 14, range: () => [lo, hi], value: (u) => d[base + u],
+      count: U, th: 1, tw: 1, lut: GREY, maxWidth, gap: 2, cols,
+      scale: Math.max(8, Math.min(36, Math.floor((Math.min(maxWidth, 340) - 2 * (cols - 1)) / cols))),
+      range: () => [lo, hi], value: (u) => d[base + u],
     });
     return `${U} unit activations, black = ${lo.toPrecision(2)}, white = ${hi.toPrecision(2)}`;
   }

@@ -5,9 +5,10 @@ import { h, clear } from "./dom.js";
 import { api } from "../api.js";
 import { tensorLabel } from "./norms.js";
 
-export function errorClass(e) {
+/** ok below the server's threshold; a warning up to 100x it (ReLU kinks, max-pool ties). */
+export function errorClass(e, threshold = 1e-4) {
   if (e == null) return "";
-  return e < 1e-6 ? "ok" : e < 1e-3 ? "warn" : "bad";
+  return e < threshold ? "ok" : e < 100 * threshold ? "warn" : "bad";
 }
 
 export class GradCheck {
@@ -25,14 +26,15 @@ export class GradCheck {
     clear(this.out);
     try {
       const res = await api.gradcheck(this.getBody());
-      this.status.textContent = `Largest relative error ${res.max_rel_error.toExponential(2)}: ${res.ok ? "backprop agrees with the numerical gradient." : "too large; a gradient may be wrong (kinks such as ReLU at 0 or max-pool ties can raise it)."}`;
+      const limit = res.threshold ? ` (limit ${res.threshold.toExponential(0)})` : "";
+      this.status.textContent = `Largest relative error ${res.max_rel_error.toExponential(2)}${limit}: ${res.ok ? "backprop agrees with the numerical gradient." : "too large; a gradient may be wrong (kinks such as ReLU at 0 or max-pool ties can raise it)."}`;
       this.out.append(h("table", { class: "grid-table gradcheck" },
         h("caption", { class: "sr-only" }, "Relative error per tensor"),
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Tensor"), h("th", { scope: "col" }, "Shape"),
           h("th", { scope: "col", class: "num" }, "Relative error"), h("th", { scope: "col", class: "num" }, "Entries checked"))),
         h("tbody", {}, ...res.rows.map((r) => h("tr", {},
           h("th", { scope: "row" }, tensorLabel(r.name)), h("td", { class: "mono" }, r.shape.join("×")),
-          h("td", { class: `num ${errorClass(r.rel_error)}` }, r.rel_error == null ? "–" : r.rel_error.toExponential(2)),
+          h("td", { class: `num ${errorClass(r.rel_error, res.threshold)}` }, r.rel_error == null ? "–" : r.rel_error.toExponential(2)),
           h("td", { class: "num" }, String(r.checked)))))));
     } catch (err) {
       this.status.textContent = "Gradient check failed: " + err.message;

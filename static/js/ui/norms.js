@@ -10,7 +10,7 @@ export function tensorLabel(name) {
 }
 
 function spark(canvas, values, color) {
-  const W = 80, H = 20;
+  const W = 64, H = 20;
   const ctx = fitCanvas(canvas, W, H);
   ctx.clearRect(0, 0, W, H);
   const logs = values.map((v) => (v > 0 ? Math.log10(v) : null)).filter((v) => v != null);
@@ -37,8 +37,8 @@ export class NormsTable {
       h("caption", { class: "sr-only" }, "Weight and gradient norms per parameter tensor"),
       h("thead", {}, h("tr", {},
         h("th", { scope: "col" }, "Layer tensor"), h("th", { scope: "col", class: "num" }, "‖W‖"),
-        h("th", { scope: "col", class: "num" }, "‖∇W‖"), h("th", { scope: "col", class: "num", title: "gradient norm / weight norm" }, "‖∇W‖/‖W‖"),
-        h("th", { scope: "col", title: "gradient norm at each snapshot, log scale" }, "‖∇W‖ trend"))),
+        h("th", { scope: "col", class: "num" }, "‖∇W‖"), h("th", { scope: "col", class: "num", title: "‖∇W‖ / ‖W‖: how big a step the gradient asks for, relative to the weights" }, "ratio"),
+        h("th", { scope: "col", title: "gradient norm at each snapshot, log scale" }, "trend"))),
       this.tbody);
     clear(root).append(this.caption, h("div", { class: "table-wrap" }, this.table));
     this.drawn = -1;

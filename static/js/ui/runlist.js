@@ -54,7 +54,9 @@ export class RunList {
         h("td", { class: "num" }, secs != null ? fmtDuration(secs) : "–"),
         h("td", { class: "small" }, when(r.created_at)),
         h("td", { class: "actions" },
-          h("a", { href: api.weightsUrl(r.id), download: `${r.name}-${r.id}.npz`, "aria-label": `Export weights of ${r.name} (${r.id})` }, "Weights"),
+          // weights_step: null until an active run has saved weights (and for imported ones)
+          r.weights_step === null && ["queued", "running", "paused"].includes(r.status) ? h("span", { class: "small muted", title: "no weights saved yet" }, "no weights")
+            : h("a", { href: api.weightsUrl(r.id), download: `${r.name}-${r.id}.npz`, "aria-label": `Export weights of ${r.name} (${r.id})` }, "Weights"),
           h("button", { type: "button", class: "link danger", "aria-label": `Delete ${r.name} (${r.id})`, onclick: () => this.onDelete(r) }, "Delete"))));
     }
   }
