@@ -91,6 +91,7 @@ class App {
     });
     this.gradcheck = new GradCheck($("#gradcheck"), { getBody: () => ({ model: this.design.cfg.model, dataset: this.design.cfg.dataset }) });
     $("#preset").addEventListener("change", (e) => this.loadPreset(e.target.value));
+    $("#btn-copy-design").addEventListener("click", () => this.copyDesign());
     this.validateSoon = debounce(() => this.validate(), 200);
 
     window.addEventListener("hashchange", () => this.readHash());
@@ -356,10 +357,24 @@ class App {
 
   // ------------------------------------------------------------------ design
 
-  loadPreset(name) {
+  /** Load the watched run's (normalised) config into the design form, to change and rerun. */
+  copyDesign() {
+    const s = this.watched && this.state(this.watched);
+    if (!s || !s.config) return;
+    const run = this.runs.get(s.runId);
+    const presetName = run && run.preset ? run.preset : "";
+    $("#preset").value = presetName;
+    this.loadPreset(presetName, clone(s.config));
+    $("#run-name-input").value = "";
+    $("#preset").focus();
+  }
+
+  loadPreset(name, config = null) {
     const p = this.presets.find((x) => x.name === name);
-    const cfg = p ? clone(p.config) : { model: [{ type: "flatten" }, { type: "dense", units: 10 }], train: { optimizer: "sgd", lr: 0.05, momentum: 0.9, batch_size: 64, epochs: 1 }, dataset: { name: "mnist", train_limit: 5000 } };
+    const cfg = config || (p ? clone(p.config) : { model: [{ type: "flatten" }, { type: "dense", units: 10 }], train: { optimizer: "sgd", lr: 0.05, momentum: 0.9, batch_size: 64, epochs: 1 }, dataset: { name: "mnist", train_limit: 5000 } });
     delete cfg.name;
+    // a normalised config spells out every default; drop the empty ones so the form stays plain
+    for (const part of [cfg.train || {}, cfg.dataset || {}]) for (const k of Object.keys(part)) if (part[k] == null) delete part[k];
     cfg.train = cfg.train || {};
     cfg.dataset = cfg.dataset || {};
     this.design.cfg = cfg;
@@ -484,6 +499,7 @@ class App {
     if (key === this.headerKey) return;
     this.headerKey = key;
     const info = $("#run-info");
+    $("#btn-copy-design").disabled = !(s && s.config);
     if (!s) { info.textContent = "No run selected. Design a network on the left and press Start, or pick a run from the list below."; }
     else {
       const c = s.config;

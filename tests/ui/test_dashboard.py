@@ -186,7 +186,10 @@ def test_invalid_layer_shows_the_server_message_and_disables_start(page, server)
 
 
 def test_reload_and_lost_connection_keep_the_curve_continuous(page, browser, server):
-    run = server.create_run("mlp", epochs=1000, train_limit=2000, eval_every=100, name="reload-test")
+    # batches of 256 keep the stream to ~100 events/s, so even a slow CI machine's tab keeps up
+    # (the server may coalesce progress for a client that falls far behind: that would be a gap)
+    run = server.create_run("mlp", epochs=100, batch_size=256, train_limit=20000, eval_every=200,
+                            name="reload-test")
     open_dashboard(page, server, run["id"])
     before = wait_info(page, "i.points > 60")
     page.reload()
@@ -293,6 +296,11 @@ def test_diverged_run_offers_retry_with_lower_lr(page, server):
     retry = server.call("GET", f"/api/runs/{new_id}")
     assert retry["config"]["train"]["lr"] == 1e5
     assert retry["name"].endswith("(lr / 10)")
+    # the run's design can be copied back into the form, to change and run again
+    page.get_by_role("button", name="Copy this run's design to the form").click()
+    expect(page.get_by_label("Learning rate", exact=True)).to_have_value("100000")
+    expect(page.get_by_label("Training subset size")).to_have_value("640")
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
 
 
 def test_gradient_check_table(page, server):
