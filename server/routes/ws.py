@@ -73,8 +73,9 @@ class _Client:
         if self.close_reason:
             raise _Gone
         try:
-            await asyncio.wait_for(self.ws.send_text(text), self.stuck)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.stuck):      # no task per message, unlike wait_for
+                await self.ws.send_text(text)
+        except TimeoutError:
             self.manager.broadcaster.dropped += 1
             log.info("websocket client dropped: stuck for %.0f s", self.stuck)
             self._end(None, "stuck")       # no close frame: the socket cannot take one
