@@ -1,7 +1,7 @@
 # Backprop Lab: the dashboard on port 8000.
 # docker build -t backprop-lab . && docker run -p 8000:8000 -v backprop-data:/data backprop-lab
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 BACKPROP_WEB_DIR=/app
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY engine ./engine
