@@ -147,7 +147,9 @@ class App {
     const q = new URLSearchParams(location.hash.slice(1));
     const run = q.get("run");
     const cmp = (q.get("compare") || "").split(",").filter(Boolean);
+    const dropped = this.compare.filter((id) => !cmp.includes(id));
     this.compare = cmp;
+    for (const id of dropped) this.releaseStream(id);
     for (const id of cmp) this.ensureStream(id);
     if (run && run !== this.watched) this.watch(run, { fromHash: true });
     this.runListDirty = true;
@@ -192,6 +194,15 @@ class App {
         this.conn.set(id, c.state === "reconnecting" ? `reconnecting in ${(c.retryIn / 1000).toFixed(1)} s…`
           : c.state === "live" ? "live" : c.state === "connecting" ? "connecting…" : c.state === "done" ? "" : c.state);
         this.frame.request();
+      },
+      onRefused: () => {
+        api.run(id).then((r) => this.onRunInfo(r)).catch((err) => {
+          if (err instanceof ApiError && err.status === 404) {
+            this.notice(`Run ${id} does not exist (it may have been deleted).`);
+            this.forget(id);
+            this.runListDirty = true; this.frame.request();
+          }
+        });
       },
       isDone: (code) => {
         const s = this.state(id), r = this.runs.get(id);
@@ -499,7 +510,7 @@ class App {
     if (key === this.headerKey) return;
     this.headerKey = key;
     const info = $("#run-info");
-    $("#btn-copy-design").disabled = !(s && s.config);
+    $("#btn-copy-design").hidden = !(s && s.config);
     if (!s) { info.textContent = "No run selected. Design a network on the left and press Start, or pick a run from the list below."; }
     else {
       const c = s.config;

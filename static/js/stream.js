@@ -15,8 +15,8 @@ export class RunStream {
    * @param {(code) => boolean} isDone  true when the run has finished and nothing more will come
    *                                   (the server closes with 1000 after a finished run)
    */
-  constructor(runId, { lastSeq, onEvent, onConn = () => {}, isDone = () => false }) {
-    Object.assign(this, { runId, lastSeq, onEvent, onConn, isDone });
+  constructor(runId, { lastSeq, onEvent, onConn = () => {}, isDone = () => false, onRefused = () => {} }) {
+    Object.assign(this, { runId, lastSeq, onEvent, onConn, isDone, onRefused });
     this.ws = null;
     this.closed = false;
     this.backoff = BACKOFF_MIN;
@@ -29,7 +29,8 @@ export class RunStream {
     const ws = new WebSocket(wsUrl(`/ws/runs/${encodeURIComponent(this.runId)}?after_seq=${this.lastSeq()}`));
     this.ws = ws;
     this.onConn({ state: "connecting" });
-    ws.onopen = () => { this.onConn({ state: "live" }); };
+    let opened = false;
+    ws.onopen = () => { opened = true; this.onConn({ state: "live" }); };
     ws.onmessage = (msg) => {
       this.backoff = BACKOFF_MIN; // data flowed: the link is healthy again
       let ev;
@@ -44,6 +45,9 @@ export class RunStream {
         this.onConn({ state: this.isDone(e.code) ? "done" : "closed", code: e.code });
         return;
       }
+      // refused at the handshake (the server answers 404 for an unknown run): let the owner
+      // check whether the run still exists; it closes this stream if not
+      if (!opened) this.onRefused();
       const wait = Math.min(BACKOFF_MAX, this.backoff) * (0.75 + Math.random() * 0.5);
       this.backoff = Math.min(BACKOFF_MAX, this.backoff * 2);
       this.onConn({ state: "reconnecting", retryIn: wait });

@@ -193,11 +193,11 @@ export class RunChart extends ZoomableChart {
     this.resetZoomBtn.hidden = true;
     this.markers = [];
     this.u.setData(Array.from({ length: this.nSeries }, () => []));
-    this.readout.textContent = "";
+    this.readout.textContent = "No run selected: start one, or pick one in the run list.";
   }
 
   update(state, view) {
-    if (!state) { if (this.runId !== null) this.reset(); return; }
+    if (!state) { if (this.runId !== null || !this.readout.textContent) this.reset(); return; }
     if (state.runId !== this.runId) { this.reset(); this.runId = state.runId; }
     const p = state.progress, ev = state.evals;
     const smoothing = this.kind.solid ? 0 : view.smoothing;
