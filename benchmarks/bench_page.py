@@ -126,6 +126,7 @@ def main(argv=None):
     from playwright.sync_api import sync_playwright
 
     proc = tmp = None
+    load_before = os.getloadavg()[0]
     url = args.url
     if not url:
         url, proc, tmp = start_server()
@@ -141,7 +142,10 @@ def main(argv=None):
             proc.terminate()
             proc.wait(timeout=20)
             shutil.rmtree(tmp, ignore_errors=True)
+    load_after = os.getloadavg()[0]
     med = lambda k: statistics.median(x[k] for x in loads)  # noqa: E731
+    print(f"machine: {os.cpu_count()} cores, load average {load_before:.1f} before, "
+          f"{load_after:.1f} after (the browser, the server and the training worker share them)")
     m = s["metrics"]
     print(f"load to interactive: median {med('interactive'):.0f} ms over {len(loads)} cold loads "
           f"(DOMContentLoaded {med('dcl'):.0f} ms, load {med('load'):.0f} ms, "

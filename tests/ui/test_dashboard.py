@@ -126,6 +126,22 @@ def test_mlp_run_streams_loss_kernels_and_feature_maps(page, server):
     shot(page, "mlp-evaluation-1280x800")
     page.get_by_role("button", name="Stop").click()
     expect(page.get_by_role("status", name="Run status")).to_have_text("stopped")
+    # smoothing 0: the smoothed curve is the raw one (TensorBoard's slider)
+    page.locator("#main").evaluate("m => m.scrollTop = 0")
+    page.get_by_label("Smoothing").fill("0")
+    m = re.search(r"batch loss (\S+), smoothed (\S+)", readout.inner_text())
+    assert m and m.group(1) == m.group(2), readout.inner_text()
+    # hover shows values in the legend; the log scale redraws the same points
+    plot = page.locator("#chart-loss .u-over")
+    box = plot.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    value = page.locator("#chart-loss .u-legend .u-series").nth(1).locator(".u-value")
+    expect(value).not_to_have_text("–")
+    page.get_by_label("Log scale").first.check()
+    expect(page.locator("#chart-loss .u-legend .u-series")).to_have_count(5)
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
+    expect(page.locator("#chart-loss .u-legend .u-series").nth(1).locator(".u-value")).not_to_have_text("–")
+    shot(page, "mlp-stopped-log-scale-1280x800")
 
 
 def test_pause_resume_stop_change_the_status(page, server):

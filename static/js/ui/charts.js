@@ -45,6 +45,15 @@ export function numTicks(u, vals, axis, space, incr) {
     return v.toFixed(Math.min(d, 6));
   });
 }
+/** Log axes: each tick at its own magnitude ("10", "1", "0.1", "1e-4"). */
+export function logTicks(u, vals) {
+  return vals.map((v) => {
+    if (v == null || !(v > 0)) return "";
+    if (v >= 1e5 || v < 1e-3) return v.toExponential(0);
+    return v >= 1 ? String(Math.round(v)) : String(+v.toPrecision(1));
+  });
+}
+
 function pctTicks(u, vals, axis, space, incr) {
   const d = incr > 0 ? Math.max(0, -Math.floor(Math.log10(incr * 100))) : 0;
   return vals.map((v) => (v == null ? "" : (v * 100).toFixed(Math.min(d, 3)) + "%"));
@@ -170,7 +179,7 @@ export class RunChart extends ZoomableChart {
     this.nSeries = series.length;
     const y = this.log ? { distr: 3 } : (k.pct ? { range: (u, lo, hi) => [Math.max(0, Math.min(lo, hi - 0.01)), Math.min(1, Math.max(hi, lo + 0.01))] } : {});
     const yAxis = axisStyle({ size: 60 });
-    yAxis.values = k.pct ? pctTicks : numTicks;
+    yAxis.values = this.log ? logTicks : k.pct ? pctTicks : numTicks;
     this.u = new uPlot({
       ...this.size(),
       series,
