@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import psutil
-import pytest
 
 from .conftest import (SHORT, TERMINAL, assert_contiguous, collect, create, long_run, stored,
                        wait_for, wait_status)
@@ -135,7 +134,6 @@ def _limit_file_size(limit: int):
     return set_limit
 
 
-@pytest.mark.slow
 def test_disk_full_fails_the_run_clearly_and_the_server_keeps_serving(make_server):
     # every snapshot stored, each about 100 kB: a 3 MB file-size limit fills within seconds
     s = make_server(env={"BACKPROP_SNAPSHOT_STORE_INTERVAL": "0"}).start(
