@@ -26,8 +26,10 @@ export class ConfusionMatrix {
       return h("tr", {}, h("th", { scope: "row", title: names[i] }, short[i]), ...row.map((v, j) => {
         const share = v / total;
         const diag = i === j;
-        const bg = diag ? `rgba(0, 114, 178, ${0.08 + 0.8 * share})` : (v ? `rgba(213, 94, 0, ${Math.min(0.85, 0.12 + 3 * share)})` : "transparent");
-        const fg = (diag ? 0.08 + 0.8 * share : 0.12 + 3 * share) > 0.55 && v ? "#fff" : "inherit";
+        // blue for correct, orange for confusions, blended with white by the row share; the
+        // text takes whichever of white or near-black contrasts more with the cell
+        const [bg, fg] = !v ? ["transparent", "inherit"]
+          : diag ? cellColours([0, 114, 178], 0.08 + 0.92 * share) : cellColours([213, 94, 0], Math.min(1, 0.12 + 3 * share));
         return h("td", { class: "num", style: { background: bg, color: fg }, title: `true ${names[i]}, predicted ${names[j]}: ${v} (${fmtPct(share, 1)} of ${names[i]})` }, String(v));
       }));
     });
@@ -68,6 +70,19 @@ export class MisclassifiedGallery {
       this.samples.draw(ds, m.index, c);
     }
   }
+}
+
+function luminance([r, g, b]) {
+  const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+}
+
+/** [background, text colour] for a colour blended with white at `alpha`. */
+export function cellColours(rgb, alpha) {
+  const mix = rgb.map((c) => Math.round(255 + (c - 255) * alpha));
+  const L = luminance(mix);
+  const onWhite = 1.05 / (L + 0.05), onDark = (L + 0.05) / (luminance([28, 36, 48]) + 0.05);
+  return [`rgb(${mix.join(",")})`, onWhite > onDark ? "#fff" : "#1c2430"];
 }
 
 function short(n) { n = String(n); return n.length > 7 ? n.slice(0, 6) + "…" : n; }
