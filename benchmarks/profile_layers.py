@@ -19,6 +19,10 @@ ap.add_argument("--net", default="lenet", choices=("lenet", "mlp", "grokking-cnn
 ap.add_argument("--batch-size", type=int, default=64)
 ap.add_argument("--steps", type=int, default=300)
 ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--cpu-time", action="store_true",
+                help="time with process CPU time instead of wall time (steadier on a busy machine)")
+ap.add_argument("--keep-freed-memory", action="store_true",
+                help="tune glibc malloc first (see benchmarks/common.py), to leave page faults out")
 ARGS = ap.parse_args() if __name__ == "__main__" else ap.parse_args([])
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)  # before numpy loads its BLAS
@@ -28,10 +32,16 @@ import numpy as np  # noqa: E402
 from engine.datasets import load_dataset  # noqa: E402
 from engine.optim import SGD  # noqa: E402
 
-from .common import engine_model, make_batches  # noqa: E402
+from .common import engine_model, keep_freed_memory, make_batches  # noqa: E402
+
+CLOCK = time.perf_counter
 
 
 def main(args) -> int:
+    global CLOCK
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
+    if args.keep_freed_memory and not keep_freed_memory():
+        print("(glibc mallopt not available; page faults included)")
     model = engine_model(args.net)
     opt = SGD(model.params, lr=0.01, momentum=0.9)
     batches = make_batches(load_dataset("mnist"), args.batch_size)
@@ -44,27 +54,27 @@ def main(args) -> int:
     for s in range(-warmup, args.steps):
         x, y = batches[s % len(batches)]
         r = max(s, 0)  # warm-up rows are overwritten by step 0
-        t = [time.perf_counter()]
+        t = [CLOCK()]
         model.zero_grad()
-        t.append(time.perf_counter())
+        t.append(CLOCK())
         misc[r, 0] = t[-1] - t[-2]
         for i, layer in enumerate(layers):
             x = layer.forward(x, True)
-            t.append(time.perf_counter())
+            t.append(CLOCK())
             fwd[r, i] = t[-1] - t[-2]
             dtypes[i][0] = str(x.dtype)
         _, g = model.loss_fn(x, y)
-        t.append(time.perf_counter())
+        t.append(CLOCK())
         misc[r, 1] = t[-1] - t[-2]
         for i in range(len(layers) - 1, -1, -1):
             g = layers[i].backward(g)
-            t.append(time.perf_counter())
+            t.append(CLOCK())
             bwd[r, i] = t[-1] - t[-2]
             if g is None:
                 break
             dtypes[i][1] = str(g.dtype)
         opt.step()
-        t.append(time.perf_counter())
+        t.append(CLOCK())
         misc[r, 2] = t[-1] - t[-2]
 
     med_f, med_b, med_m = (np.median(a, axis=0) * 1e3 for a in (fwd, bwd, misc))
