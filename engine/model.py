@@ -147,6 +147,10 @@ class Model:
             h = layer.forward(h, train=False)
         return h
 
+    def all_finite(self) -> bool:
+        """True while every parameter is finite (a checkpoint worth keeping)."""
+        return all(bool(np.isfinite(p.value).all()) for p in self.params)
+
     def norms(self) -> list[dict]:
         """L2 norm of each parameter tensor and of its current gradient."""
         return [{"name": p.name, "weight_norm": float(np.sqrt(np.vdot(p.value, p.value))),

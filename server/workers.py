@@ -44,8 +44,7 @@ class _Shutdown(Exception):
 def _save_checkpoint(trainer, path: Path) -> bool:
     """Atomically write the trainer's checkpoint, unless a weight is no longer finite
     (then the last finite checkpoint stays, as promised for diverged runs)."""
-    import numpy as np
-    if not all(np.isfinite(p.value).all() for p in trainer.model.params):
+    if not trainer.model.all_finite():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
