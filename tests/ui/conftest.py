@@ -28,9 +28,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-dev-shm-usage"]
 
 try:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 except ImportError:  # pragma: no cover - reported as a skip below
     sync_playwright = None
+else:
+    # generous waits, never timed assertions: a loaded CI machine may take seconds per step
+    expect.set_options(timeout=45_000)
 
 if sync_playwright is None:
     pytest.skip("browser tests need the playwright package (pip install playwright)",
