@@ -90,6 +90,11 @@ def test_preset_picker_lists_every_engine_preset(page, server):
     expect(page.get_by_label("Learning rate", exact=True)).to_have_value(str(lenet["config"]["train"]["lr"]))
     expect(page.get_by_label("Batch size")).to_have_value(str(lenet["config"]["train"]["batch_size"]))
     expect(page.locator("li.layer:not(.input-layer)")).to_have_count(len(lenet["config"]["model"]))
+    # probe images are chosen from the test set before the run starts
+    page.get_by_text("Choose probe images from the test set").click()
+    page.get_by_role("button", name="Test image #5", exact=True).click()
+    expect(page.get_by_label("Probe images")).to_have_value("0, 1, 2, 3, 5")
+    expect(page.get_by_role("button", name="Test image #5", exact=True)).to_have_attribute("aria-pressed", "true")
 
 
 def test_mlp_run_streams_loss_kernels_and_feature_maps(page, server):

@@ -150,7 +150,7 @@ export class HparamsForm {
     const limit = h("input", { type: "number", id: "ds-train-limit", step: "1", min: 1, value: ds.train_limit == null ? "" : String(ds.train_limit),
       placeholder: info && info.train_size ? `all ${info.train_size.toLocaleString("en-US")}` : "all",
       oninput: () => { const v = parseNum(limit.value); if (v === undefined) delete ds.train_limit; else ds.train_limit = v; this.onChange("train_limit"); } });
-    const probes = (this.cfg.train.probe_indices || [0, 1, 2, 3]).join(", ");
+    const probes = this.probes().join(", ");
     const probeInput = h("input", { type: "text", id: "ds-probes", value: probes, inputmode: "numeric", autocomplete: "off",
       oninput: () => { this.setProbes(probeInput.value); } });
     const chooser = h("details", { class: "probe-chooser" }, h("summary", {}, "Choose probe images from the test set"));
@@ -170,6 +170,9 @@ export class HparamsForm {
       chooser);
   }
 
+  /** The probe indices in the design (the engine's default when the config has none). */
+  probes() { return this.cfg.train.probe_indices ?? [0, 1, 2, 3]; }
+
   setProbes(text) {
     const parts = text.split(/[\s,]+/).filter(Boolean);
     const nums = parts.map(Number);
@@ -184,10 +187,10 @@ export class HparamsForm {
     details.append(h("p", { class: "small muted" }, "Press an image to add or remove it (at most 16)."), grid);
     for (let i = 0; i < 48; i++) {
       const c = h("canvas", { class: "thumb", width: 28, height: 28 });
-      const chosen = () => (this.cfg.train.probe_indices || []).includes(i);
+      const chosen = () => this.probes().includes(i);
       const b = h("button", { type: "button", class: "probe", "aria-pressed": String(chosen()), "aria-label": `Test image #${i}`,
         onclick: () => {
-          let cur = (this.cfg.train.probe_indices || []).filter((v) => Number.isInteger(v));
+          let cur = this.probes().filter((v) => Number.isInteger(v));
           cur = cur.includes(i) ? cur.filter((v) => v !== i) : [...cur, i].slice(-16);
           this.cfg.train.probe_indices = cur;
           input.value = cur.join(", ");
