@@ -115,6 +115,59 @@ def stream(browser, url, points, out_png):
             "seconds_to_window": t1 - t0}
 
 
+SYNTHETIC = """async ([start, snap, evalEv, points, rate]) => {
+  // the page alone: events generated in the page at `rate` per second, no server, no training
+  const id = 'r-synthetic';
+  let seq = 0, step = 0;
+  const feed = (evs) => window.__bpl.feed(id, evs.map((e) => ({...e, seq: ++seq, ts: Date.now() / 1000})));
+  const progress = () => { step++; return {type: 'progress', step, epoch: 1 + Math.floor(step / 938),
+      loss: 2.3 * Math.exp(-step / 3000) + 0.1 * Math.random(), accuracy: Math.min(1, 0.1 + step / 20000 + 0.05 * Math.random()),
+      lr: 0.01, images_per_sec: 500, step_ms: 2, elapsed: step / 500}; };
+  feed([start, snap]);
+  const pre = Math.max(0, points - 2000);
+  while (step < pre) {
+    const chunk = [];
+    for (let i = 0; i < 1000 && step < pre; i++) { chunk.push(progress()); if (step % 2000 === 0) chunk.push({...evalEv, step}); }
+    feed(chunk);
+    await new Promise((r) => requestAnimationFrame(r));
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  window.__bpl.resetMetrics();
+  let lastSnap = performance.now();
+  await new Promise((resolve) => {
+    const t0 = performance.now();
+    const timer = setInterval(() => {
+      const due = Math.floor((performance.now() - t0) / 1000 * rate) - (step - pre);
+      const evs = [];
+      for (let i = 0; i < due && step < points; i++) { evs.push(progress()); if (step % 2000 === 0) evs.push({...evalEv, step}); }
+      if (performance.now() - lastSnap > 250) { evs.push({...snap, step}); lastSnap = performance.now(); }
+      if (evs.length) feed(evs);
+      if (step >= points) { clearInterval(timer); setTimeout(resolve, 200); }
+    }, 4);
+  });
+  return window.__bpl.metrics();
+}"""
+
+
+def synthetic(browser, url, points, rate=500):
+    """Frame time with the page alone: lenet-shaped events generated in the page."""
+    sys.path.insert(0, str(ROOT))
+    from engine import Trainer, apply_overrides, get_preset
+    got = []
+    cfg = apply_overrides(get_preset("lenet"), {"iterations": 2, "train_limit": 256,
+                                                "test_limit": 256, "schedule": {"type": "constant"}})
+    Trainer(cfg, emit=lambda e: got.append(e.to_json_dict())).run()
+    first = {t: next(e for e in got if e["type"] == t) for t in ("run_started", "snapshot", "eval")}
+    first["run_started"]["total_steps"] = points
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    page.goto(url + "/")
+    page.wait_for_function("window.__bpl && window.__bpl.interactiveAt() !== null", timeout=30000)
+    m = page.evaluate(SYNTHETIC, [first["run_started"], first["snapshot"], first["eval"], points, rate])
+    ctx.close()
+    return m
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--url", help="a running server (default: start one with a temporary data dir)")
@@ -136,6 +189,7 @@ def main(argv=None):
             loads = load_to_interactive(browser, url, args.loads)
             png = Path(args.out) / "bench-page-stream.png"
             s = stream(browser, url, args.points, png)
+            syn = synthetic(browser, url, args.points)
             browser.close()
     finally:
         if proc:
@@ -160,8 +214,14 @@ def main(argv=None):
     print(f"  page only (message received -> drawn): p50 {m['latencyMsP50']:.1f} ms, "
           f"p95 {m['latencyMsP95']:.1f} ms")
     print("  p95 per part of a draw (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in m["partsMsP95"].items()))
+    print(f"the page alone ({args.points:,} lenet-shaped points generated in the page at 500/s, "
+          f"no server or training competing for the cores):")
+    print(f"  drawing work per frame: p50 {syn['drawMsP50']:.2f} ms, p95 {syn['drawMsP95']:.2f} ms, "
+          f"max {syn['drawMsMax']:.1f} ms ({syn['frames']} frames in {syn['seconds']:.1f} s)")
+    print(f"  frame interval:         p50 {syn['frameGapMsP50']:.1f} ms, p95 {syn['frameGapMsP95']:.1f} ms")
+    print(f"  event-to-pixel:         p50 {syn['e2eMsP50']:.1f} ms, p95 {syn['e2eMsP95']:.1f} ms")
     print(f"  screenshot: {png}")
-    print(json.dumps({"loads": loads, "stream": s}, default=str))
+    print(json.dumps({"loads": loads, "stream": s, "synthetic": syn}, default=str))
 
 
 if __name__ == "__main__":
