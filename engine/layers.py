@@ -160,14 +160,19 @@ class Dense(_Weighted):
 
 # ---------------------------------------------------------------- convolution helpers
 
-def _scratch(layer: Layer, name: str, shape: tuple, dtype, fill=None) -> np.ndarray:
-    """A work array owned by ``layer`` and reused by later calls with the same shape and dtype.
+def _scratch(layer: Layer, name: str, shape: tuple, dtype, fill=None,
+             reuse: bool = True) -> np.ndarray:
+    """A work array owned by ``layer``, reused by later calls with the same shape and dtype.
 
-    Only for arrays that never leave the layer (padded inputs, im2col matrices): a layer's
-    outputs and returned gradients are always fresh arrays. ``fill`` initialises a new
-    buffer once; callers rely on it for parts they never overwrite (a zero border, a column
-    of ones).
+    Only for arrays that never leave the layer (padded inputs, im2col matrices, masks): a
+    layer's outputs and returned gradients are always fresh arrays. ``fill`` initialises a
+    new buffer once; callers rely on it for parts they never overwrite (a zero border, a
+    column of ones). Forward passes reuse only in training (``reuse=train``): evaluation
+    may run in several threads at once on one model (the server's predictions), so it
+    gets fresh arrays.
     """
+    if not reuse:
+        return np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
     bufs = layer.__dict__.setdefault("_scratch", {})
     buf = bufs.get(name)
     if buf is None or buf.shape != shape or buf.dtype != dtype:
@@ -248,24 +253,24 @@ class Conv2D(_Weighted):
             self.params.append(Param(init_bias(init, (self.filters,), rng, dtype),
                                      f"{self.index}.conv2d.bias", decay=False))
 
-    def _im2col(self, x: np.ndarray, tag: str) -> np.ndarray:
-        """The ``(M, K + bias)`` window matrix of ``x`` (a view of a reused buffer)."""
+    def _im2col(self, x: np.ndarray, train: bool) -> np.ndarray:
+        """The ``(M, K + bias)`` window matrix of ``x`` (reused buffer in training)."""
         k, s, p = self.kernel_size, self.stride, self.padding
         n, h, w, c = x.shape
         oh, ow = conv_output_size(h, k, s, p), conv_output_size(w, k, s, p)
         m, kk, nb = n * oh * ow, k * k * c, int(self.use_bias)
         if p:
-            xp = _scratch(self, tag + "xpad", (n, h + 2 * p, w + 2 * p, c), x.dtype, fill=0)
+            xp = _scratch(self, "xpad", (n, h + 2 * p, w + 2 * p, c), x.dtype, 0, reuse=train)
             x = _pad(x, p, out=xp)
         win = _windows(x, k, k, s, oh, ow)                       # (n, oh, ow, k, k, c) view
         if c <= _TRANSPOSED_IM2COL_MAX_C:
-            cols_t = _scratch(self, tag + "cols_t", (kk + nb, m), x.dtype, fill=1)
+            cols_t = _scratch(self, "cols_t", (kk + nb, m), x.dtype, 1, reuse=train)
             rows = cols_t[:kk].reshape(k, k, c, n, oh, ow)     # the last row stays all ones
             for i in range(k):
                 for j in range(k):
                     np.copyto(rows[i, j], win[:, :, :, i, j, :].transpose(3, 0, 1, 2))
             return cols_t.T
-        cols = _scratch(self, tag + "cols", (m, kk + nb), x.dtype, fill=1)
+        cols = _scratch(self, "cols", (m, kk + nb), x.dtype, 1, reuse=train)
         np.copyto(cols[:, :kk].reshape(n, oh, ow, k, k, c), win)  # the last column stays ones
         return cols
 
@@ -273,7 +278,7 @@ class Conv2D(_Weighted):
         k, s, p = self.kernel_size, self.stride, self.padding
         n, h, w, c = x.shape
         oh, ow = conv_output_size(h, k, s, p), conv_output_size(w, k, s, p)
-        cols = self._im2col(x, "train" if train else "eval")   # (M, K + bias)
+        cols = self._im2col(x, train)                               # (M, K + bias)
         wmat = self.params[0].value.reshape(k * k * c, self.filters)
         if self.use_bias:
             wmat = np.concatenate([wmat, self.params[1].value[None]])  # (K+1, F), small
@@ -382,7 +387,7 @@ class MaxPool2D(_Pool2D):
         rows, row_len = n * h // 2, w * c
         xf = x.reshape(-1)
         # pmax[t] = max(x[t], x[t + C]): the max of each horizontal pair, at its left pixel
-        pmax = _scratch(self, "pmax_train" if train else "pmax_eval", xf.shape, x.dtype)
+        pmax = _scratch(self, "pmax", xf.shape, x.dtype, reuse=train)
         np.maximum(xf[:-c], xf[c:], out=pmax[:-c])
         pmax[-c:] = xf[-c:]                              # last pixel: odd, never used
         pairs = pmax.reshape(rows, 2, row_len)           # (top row, bottom row) per window row
@@ -456,13 +461,11 @@ class AvgPool2D(_Pool2D):
         if k == 2 and s == 2:
             x = _even_crop(x)
             xf = x.reshape(-1)
-            tag = "train" if train else "eval"
-            psum = _scratch(self, "psum_" + tag, xf.shape, x.dtype)
+            psum = _scratch(self, "psum", xf.shape, x.dtype, reuse=train)
             np.add(xf[:-c], xf[c:], out=psum[:-c])      # pair sums at each pair's left pixel
             psum[-c:] = 0                                # last pixel: odd, never used
             pairs = psum.reshape(n * oh, 2, 2 * ow * c)  # (top row, bottom row) per window row
-            wsum = np.add(pairs[:, 0], pairs[:, 1],
-                          out=_scratch(self, "wsum_" + tag, pairs[:, 0].shape, x.dtype))
+            wsum = np.add(pairs[:, 0], pairs[:, 1])
             return np.multiply(wsum.reshape(n, oh, ow, 2 * c)[..., :c], scale)
         he, we = s * (oh - 1) + 1, s * (ow - 1) + 1
         out = np.zeros((n, oh, ow, c), dtype=x.dtype)
