@@ -104,7 +104,9 @@ class App {
     if (document.body.dataset.tokenRequired === "true" && !token) {
       this.notice("This server needs its access token: open the address that `backprop-lab serve` printed (it ends with ?token=…).");
     }
+    performance.mark("bpl-init");
     const [presets, datasets, runs] = await Promise.allSettled([api.presets(), api.datasets(), api.runs()]);
+    performance.mark("bpl-data");
     if (presets.status === "fulfilled") this.presets = presets.value.presets;
     else this.notice("Could not load the presets: " + presets.reason.message);
     if (datasets.status === "fulfilled") this.datasets = datasets.value.datasets;
@@ -115,6 +117,7 @@ class App {
     const initial = this.presets.find((p) => p.name === "mlp") ? "mlp" : this.presets.length ? this.presets[0].name : "";
     sel.value = initial;
     this.loadPreset(initial);
+    performance.mark("bpl-form");
     this.feed = new RunsFeed({
       onMessage: (m) => this.onRunsMessage(m),
       onReconnect: () => this.refreshRuns(),
@@ -394,7 +397,10 @@ class App {
     $("#run-name-input").placeholder = p ? p.name : "custom";
     this.editor.setModel(cfg.model);
     this.hparams.setConfig(cfg);
-    this.designChanged();
+    // a whole new design: check it now (typing is debounced, a preset need not wait)
+    this.validateSoon.cancel();
+    this.design.checked = false;
+    this.validate();
   }
 
   designChanged() {
@@ -541,7 +547,9 @@ class App {
   }
 }
 
+performance.mark("bpl-modules");
 const app = new App();
+performance.mark("bpl-components");
 // For the benchmark and the browser tests: read-only views of the state, and the frame metrics.
 window.__bpl = {
   app,
