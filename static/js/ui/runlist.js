@@ -32,32 +32,72 @@ export class RunList {
     clear(root).append(this.empty, h("div", { class: "table-wrap" }, this.table));
   }
 
+  /** Rows are kept per run and updated in place (twice a second while runs train), so the
+   *  keyboard focus on a row's button survives the updates. */
   render(runs, watchedId, compareIds) {
     this.empty.hidden = runs.length > 0;
     this.table.hidden = runs.length === 0;
-    clear(this.tbody);
-    for (const r of runs) {
-      const acc = r.final && r.final.test_accuracy != null ? r.final.test_accuracy : r.best_test_accuracy;
-      const step = r.final ? r.final.step : r.latest ? r.latest.step : 0;
-      const total = r.summary ? r.summary.total_steps : null;
-      const secs = r.final ? r.final.train_seconds : (r.started_at ? ((r.finished_at || Date.now() / 1000) - r.started_at) : null);
-      const box = h("input", { type: "checkbox", checked: compareIds.includes(r.id), "aria-label": `Compare ${r.name} (${r.id})`,
-        onchange: () => this.onCompareChange(r.id, box.checked) });
-      this.tbody.append(h("tr", { class: r.id === watchedId ? "watched" : "", dataset: { runId: r.id } },
-        h("td", {}, box),
-        h("td", {}, h("button", { type: "button", class: "link", "aria-current": r.id === watchedId ? "true" : null,
-          "aria-label": `Watch ${r.name} (${r.id})`, onclick: () => this.onWatch(r.id) }, r.name), h("div", { class: "small muted mono" }, r.id)),
-        h("td", {}, statusBadge(r.status), r.error ? h("div", { class: "small error-text", title: r.error }, r.error.length > 60 ? r.error.slice(0, 57) + "…" : r.error) : null),
-        h("td", { class: "num" }, `${(step || 0).toLocaleString("en-US")}${total ? " / " + total.toLocaleString("en-US") : ""}`),
-        h("td", { class: "num" }, r.final && r.final.test_loss != null ? fmtNum(r.final.test_loss, 4) : r.latest ? fmtNum(r.latest.loss, 4) : "–"),
-        h("td", { class: "num" }, acc != null ? fmtPct(acc) : "–"),
-        h("td", { class: "num" }, secs != null ? fmtDuration(secs) : "–"),
-        h("td", { class: "small" }, when(r.created_at)),
-        h("td", { class: "actions" },
-          // weights_step: null until an active run has saved weights (and for imported ones)
-          r.weights_step === null && ["queued", "running", "paused"].includes(r.status) ? h("span", { class: "small muted", title: "no weights saved yet" }, "no weights")
-            : h("a", { href: api.weightsUrl(r.id), download: `${r.name}-${r.id}.npz`, "aria-label": `Export weights of ${r.name} (${r.id})` }, "Weights"),
-          h("button", { type: "button", class: "link danger", "aria-label": `Delete ${r.name} (${r.id})`, onclick: () => this.onDelete(r) }, "Delete"))));
+    this.rows ||= new Map();
+    const seen = new Set();
+    runs.forEach((r, i) => {
+      seen.add(r.id);
+      let row = this.rows.get(r.id);
+      if (!row) { row = this.buildRow(r); this.rows.set(r.id, row); }
+      this.updateRow(row, r, watchedId, compareIds);
+      if (this.tbody.children[i] !== row.tr) this.tbody.insertBefore(row.tr, this.tbody.children[i] || null);
+    });
+    for (const [id, row] of this.rows) if (!seen.has(id)) { row.tr.remove(); this.rows.delete(id); }
+  }
+
+  buildRow(r) {
+    const row = { run: r };
+    row.box = h("input", { type: "checkbox", onchange: () => this.onCompareChange(row.run.id, row.box.checked) });
+    row.name = h("button", { type: "button", class: "link", onclick: () => this.onWatch(row.run.id) });
+    row.status = h("td");
+    row.step = h("td", { class: "num" });
+    row.loss = h("td", { class: "num" });
+    row.acc = h("td", { class: "num" });
+    row.time = h("td", { class: "num" });
+    row.actions = h("td", { class: "actions" });
+    row.tr = h("tr", { dataset: { runId: r.id } },
+      h("td", {}, row.box), h("td", {}, row.name, h("div", { class: "small muted mono" }, r.id)),
+      row.status, row.step, row.loss, row.acc, row.time, h("td", { class: "small" }, when(r.created_at)), row.actions);
+    return row;
+  }
+
+  updateRow(row, r, watchedId, compareIds) {
+    row.run = r;
+    const text = (el, t) => { if (el.textContent !== t) el.textContent = t; };
+    const acc = r.final && r.final.test_accuracy != null ? r.final.test_accuracy : r.best_test_accuracy;
+    const step = r.final ? r.final.step : r.latest ? r.latest.step : 0;
+    const total = r.summary ? r.summary.total_steps : null;
+    const secs = r.final ? r.final.train_seconds : (r.started_at ? ((r.finished_at || Date.now() / 1000) - r.started_at) : null);
+    row.tr.classList.toggle("watched", r.id === watchedId);
+    const compared = compareIds.includes(r.id);
+    if (row.box.checked !== compared) row.box.checked = compared;
+    row.box.setAttribute("aria-label", `Compare ${r.name} (${r.id})`);
+    text(row.name, r.name);
+    row.name.setAttribute("aria-label", `Watch ${r.name} (${r.id})`);
+    if (r.id === watchedId) row.name.setAttribute("aria-current", "true"); else row.name.removeAttribute("aria-current");
+    const statusKey = `${r.status}|${r.error || ""}`;
+    if (row.statusKey !== statusKey) {
+      row.statusKey = statusKey;
+      clear(row.status).append(statusBadge(r.status));
+      if (r.error) row.status.append(h("div", { class: "small error-text", title: r.error }, r.error.length > 60 ? r.error.slice(0, 57) + "…" : r.error));
+    }
+    text(row.step, `${(step || 0).toLocaleString("en-US")}${total ? " / " + total.toLocaleString("en-US") : ""}`);
+    text(row.loss, r.final && r.final.test_loss != null ? fmtNum(r.final.test_loss, 4) : r.latest ? fmtNum(r.latest.loss, 4) : "–");
+    text(row.acc, acc != null ? fmtPct(acc) : "–");
+    text(row.time, secs != null ? fmtDuration(secs) : "–");
+    // weights_step: null until an active run has saved weights (and for imported ones)
+    const noWeights = r.weights_step === null && ["queued", "running", "paused"].includes(r.status);
+    const actionsKey = `${noWeights}|${r.name}`;
+    if (row.actionsKey !== actionsKey) {
+      row.actionsKey = actionsKey;
+      clear(row.actions).append(
+        noWeights ? h("span", { class: "small muted", title: "no weights saved yet" }, "no weights")
+          : h("a", { href: api.weightsUrl(r.id), download: `${r.name}-${r.id}.npz`, "aria-label": `Export weights of ${r.name} (${r.id})` }, "Weights"),
+        h("button", { type: "button", class: "link danger", "aria-label": `Delete ${r.name} (${r.id})`, onclick: () => this.onDelete(row.run) }, "Delete"));
     }
   }
 }
