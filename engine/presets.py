@@ -167,7 +167,7 @@ def preset_info(name: str) -> dict:
 
 def apply_overrides(config: dict, overrides: dict) -> dict:
     """Apply flat overrides: ``epochs``, ``iterations``, ``lr``, ``batch_size``, ``seed``,
-    any other ``train`` field, plus ``train_limit``/``test_limit``/``dataset``.
+    any other ``train`` field, plus ``train_limit``/``test_limit``/``normalize``/``dataset``.
 
     Giving ``epochs`` replaces a preset's ``iterations`` and vice versa.
     """
@@ -176,7 +176,7 @@ def apply_overrides(config: dict, overrides: dict) -> dict:
     for key, value in overrides.items():
         if value is None:
             continue
-        if key in ("train_limit", "test_limit", "path"):
+        if key in ("train_limit", "test_limit", "path", "normalize"):
             ds[key] = value
         elif key == "dataset":
             ds["name"] = value

@@ -183,3 +183,16 @@ def test_error_carries_partial_summary():
         validate_config(cfg)
     rows = info.value.summary["layers"]
     assert [r["output_shape"] for r in rows] == [[28, 28, 8], [28, 28, 8], [14, 14, 8]]
+
+
+def test_overrides_go_to_their_section():
+    from engine import apply_overrides
+    cfg = apply_overrides(get_preset("dlfs-two-layer-net"), {
+        "epochs": 2, "lr": 0.5, "train_limit": 100, "test_limit": 50, "normalize": "standard",
+        "dataset": "digits8", "name": "mine", "seed": None})
+    assert "iterations" not in cfg["train"] and cfg["train"]["epochs"] == 2
+    assert cfg["train"]["lr"] == 0.5 and "seed" not in cfg["train"]
+    assert cfg["dataset"] == {"name": "digits8", "train_limit": 100, "test_limit": 50,
+                              "normalize": "standard"}
+    assert cfg["name"] == "mine"
+    validate_config(cfg)
