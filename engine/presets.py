@@ -99,7 +99,7 @@ PRESETS: dict[str, dict] = {
         "title": "LeNet-style CNN",
         "description": "conv 8@5x5 pad 2 - ReLU - maxpool 2 - conv 16@5x5 - ReLU - maxpool 2 - "
                        "dense 128 - ReLU - dense 10; SGD momentum 0.9, lr 0.05 with cosine decay, "
-                       "batch 64, 3 epochs",
+                       "weight decay 5e-4, batch 64, 4 epochs",
         "reference": "LeCun et al. 1998, scaled down",
         "target": 0.99,
         "config": {
@@ -110,9 +110,11 @@ PRESETS: dict[str, dict] = {
                 {"type": "maxpool2d", "pool_size": 2}, FLAT,
                 {"type": "dense", "units": 128}, {"type": "relu"}, {"type": "dense", "units": 10},
             ],
-            # A constant lr plateaus near 98.8% (0.01, 4 epochs); decaying from 0.05 reaches 99%.
-            "train": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 64,
-                      "epochs": 3, "schedule": {"type": "cosine"}, "init": {"type": "he"}},
+            # A constant lr plateaus near 98.8% (0.01, 4 epochs). Decaying from 0.05 over 3 epochs
+            # gives 98.96-99.11% over seeds; 4 epochs with weight decay 5e-4 gives 99.19-99.26%.
+            "train": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
+                      "batch_size": 64, "epochs": 4, "schedule": {"type": "cosine"},
+                      "init": {"type": "he"}},
             "dataset": {"name": "mnist"},
         },
     },
