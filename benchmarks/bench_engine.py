@@ -1,13 +1,14 @@
 """Training throughput of the engine, side by side with PyTorch and the seeds' naive code.
 
-    python -m benchmarks.bench_engine            # full run, about 4 minutes
+    python -m benchmarks.bench_engine            # full run, about 4 minutes on an idle machine
     python -m benchmarks.bench_engine --quick    # a short run, about a minute
 
 One training step is forward + backward + SGD update on one batch of real MNIST images
 (float32, prepared once beforehand, the same images for everyone). Contenders per network:
 
 - ``ours``: ``engine.model.Model`` built from the preset's layer list, ``engine.optim.SGD``
-  with momentum 0.9; ``zero_grad`` / ``loss_and_grad`` / ``step``, as the trainer does.
+  with momentum 0.9; ``zero_grad`` / ``loss_and_grad`` / ``step`` (the core of the
+  trainer's step, without its gradient norm, accuracy and progress event).
 - ``torch`` (when ``import torch`` works): the same layers as ``nn.Sequential`` in NCHW,
   ``torch.optim.SGD`` with momentum 0.9, ``cross_entropy``; eager mode, no ``torch.compile``.
 - ``convolve2d`` (``lenet``): our model with both conv layers replaced by a per-sample,
@@ -15,10 +16,15 @@ One training step is forward + backward + SGD update on one batch of real MNIST 
 - ``book-loops`` (``grokking-cnn``): the Grokking Deep Learning ch. 10 step with its
   per-window ``get_image_section`` loop (``benchmarks/naive.py``), plain SGD as in the book.
 
+A second table times the conv layers alone (forward + backward of the network's Conv2D
+layers on their real inputs): ours against the convolve2d layer and the book's loop.
+
 Each contender runs in its own worker process (so one cannot change another's memory
 allocator state or thread pools), and the parent interleaves the timed repetitions
-(A, B, C, A, B, C, ...) and reports the median, because the machine is shared and noisy.
-Thread counts are fixed (``--threads``, default 2) before NumPy or PyTorch is imported.
+(A, B, C, A, B, C, ...) and reports the median, because the machine is shared and noisy;
+the load average is printed before and after. Thread counts are fixed (``--threads``,
+default 2) before NumPy or PyTorch is imported. Every worker first tells glibc to keep
+freed memory (``--default-malloc`` to leave it alone; see benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -40,9 +46,9 @@ def parse_args(argv=None):
     ap.add_argument("--nets", nargs="+", default=list(NETS), choices=NETS)
     ap.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 128])
     ap.add_argument("--reps", type=int, help="interleaved repetitions per contender "
-                                              "(default 9, quick 3)")
+                                              "(default 11, quick 3)")
     ap.add_argument("--seconds", type=float, help="target seconds per repetition "
-                                                   "(default 0.6, quick 0.3)")
+                                                   "(default 0.45, quick 0.3)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive references")
@@ -50,8 +56,8 @@ def parse_args(argv=None):
                     help="leave glibc's allocator as it starts (see 'Page faults' in the README)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args(argv)
-    args.reps = args.reps or (3 if args.quick else 9)
-    args.seconds = args.seconds or (0.3 if args.quick else 0.6)
+    args.reps = args.reps or (3 if args.quick else 11)
+    args.seconds = args.seconds or (0.3 if args.quick else 0.45)
     return args
 
 
@@ -346,9 +352,10 @@ def main(args) -> int:
         print(f"  (PyTorch reference skipped: {torch_error})")
 
     conv_rows = []
-    if not args.no_naive:
+    conv_nets = [] if args.no_naive else [n for n in args.nets if n in NAIVE]
+    if conv_nets:
         print("conv layers alone (forward + backward of the network's Conv2D layers):")
-        for net in [n for n in args.nets if n in NAIVE]:
+        for net in conv_nets:
             for bs in args.batch_sizes:
                 by = run_config(ctx, args, net, bs, ["ours-conv", NAIVE[net] + "-conv"])
                 o, n = median(by["ours-conv"]), median(by[NAIVE[net] + "-conv"])
