@@ -47,8 +47,11 @@ class Model:
                 layer.rng = np.random.default_rng([seed, i])
             shape = tuple(self.summary["layers"][i]["output_shape"])
             self.layers.append(layer)
-        # The first layer's input gradient is never used: skip computing it.
-        self.layers[0].needs_input_grad = False
+        # Nothing below the first layer with parameters needs a gradient: that layer skips
+        # computing its input gradient and backward stops there (in an MLP the first Dense
+        # sits after Flatten; its dx would be ~20% of a step).
+        first = next((layer for layer in self.layers if layer.params), self.layers[0])
+        first.needs_input_grad = False
 
     @classmethod
     def from_config(cls, config: dict) -> "Model":

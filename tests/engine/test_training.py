@@ -227,3 +227,15 @@ def test_standardised_inputs_travel_with_the_model(tmp_path):
     assert not np.allclose(plain.predict_proba(x), t.model.predict_proba(x))
     fm = t.model.feature_maps(x[:1])
     assert fm.shape == (1, 28, 28, 4)
+
+
+def test_backward_stops_at_the_first_layer_with_parameters():
+    model = Model(get_preset("mlp")["model"], seed=0)
+    flatten, dense = model.layers[0], model.layers[1]
+    assert flatten.needs_input_grad and not dense.needs_input_grad
+    called = []
+    flatten.backward = lambda g: called.append(g)
+    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    model.zero_grad()
+    model.loss_and_grad(x, np.array([1, 2, 3, 4]))
+    assert called == [] and np.abs(dense.params[0].grad).sum() > 0
