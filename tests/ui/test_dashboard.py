@@ -280,14 +280,20 @@ def test_compare_two_runs_overlays_two_curves(page, server):
     page.get_by_role("checkbox", name=f"Compare compare-b ({b['id']})").check()
     panel = page.locator("#compare")
     expect(panel.locator(".u-legend").first.locator(".u-series")).to_have_count(3)   # step + 2 runs
-    # both runs' colours are drawn on the loss chart
-    colours = page.evaluate("""() => {
+    # both runs' colours are drawn on the loss chart (the second run's replay may still be
+    # arriving when its legend entry appears, so wait for the pixels, then check them)
+    count_colours = """() => {
       const c = document.querySelector('#compare canvas');
       const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
       const near = (r, g, b) => { let n = 0; for (let i = 0; i < d.length; i += 4)
         if (Math.abs(d[i] - r) < 40 && Math.abs(d[i + 1] - g) < 40 && Math.abs(d[i + 2] - b) < 40 && d[i + 3] > 200) n++; return n; };
       return [near(0, 114, 178), near(213, 94, 0)];
-    }""")
+    }"""
+    try:
+        page.wait_for_function(f"({count_colours})().every(n => n > 20)", timeout=45_000)
+    except Exception:
+        pass  # the assertion below reports what was drawn
+    colours = page.evaluate(count_colours)
     assert all(n > 20 for n in colours), colours
     expect(panel.locator("table.diff")).to_contain_text("train.lr")
     expect(panel.locator("table.diff")).to_contain_text("0.2")
