@@ -6,6 +6,10 @@ is dropped to make room (a newer one supersedes it); if nothing in the queue can
 be dropped, the client is marked closed and its socket is closed with 1013 so
 it can reconnect with ``after_seq``. As in encode/broadcaster, a subscription is
 a context manager that always unregisters.
+
+A client's task takes what is queued in batches (``take``), so a websocket sends one
+frame per batch rather than one per message; ``gather`` lets it wait for more messages,
+woken early only when ``flush_at`` are pending (not by every message).
 """
 from __future__ import annotations
 
@@ -17,6 +21,11 @@ from typing import Iterator
 
 #: message kinds a slow client may miss (a later one of the same kind supersedes them)
 COALESCABLE = frozenset({"progress", "run_latest"})
+#: a run stream's frames: at most one per FRAME_SECONDS per client (sooner once FRAME_EVENTS
+#: are pending), each with at most FRAME_EVENTS events and about FRAME_CHARS of JSON text
+FRAME_SECONDS = 0.025
+FRAME_EVENTS = 256
+FRAME_CHARS = 1 << 20
 
 
 @dataclass(slots=True)
@@ -32,8 +41,11 @@ class Subscriber:
 
     def __init__(self, maxsize: int):
         self.maxsize = maxsize
+        # woken before the queue is full, so a reading client never has messages coalesced
+        self.flush_at = max(1, min(FRAME_EVENTS, maxsize // 2))
         self.queue: deque[Message] = deque()
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()       # something is queued (or closed)
+        self._full = asyncio.Event()         # flush_at are queued (or closed)
         self.closed: str | None = None       # why it was closed
         self.close_code = 1000
         self.coalesced = 0
@@ -53,6 +65,8 @@ class Subscriber:
                 return
         q.append(msg)
         self._wakeup.set()
+        if len(q) >= self.flush_at:
+            self._full.set()
 
     def close(self, reason: str, code: int = 1013, drain: bool = False) -> None:
         """Stop taking messages. ``drain``: deliver what is queued first (a normal end)."""
@@ -61,6 +75,7 @@ class Subscriber:
             if not drain:
                 self.queue.clear()
             self._wakeup.set()
+            self._full.set()
 
     async def get(self) -> Message | None:
         while not self.queue:
@@ -69,6 +84,39 @@ class Subscriber:
             self._wakeup.clear()
             await self._wakeup.wait()
         return self.queue.popleft()
+
+    async def ready(self) -> bool:
+        """Wait until something is queued. False once the subscriber is closed and drained."""
+        while not self.queue:
+            if self.closed:
+                return False
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return True
+
+    async def gather(self, seconds: float) -> None:
+        """Let messages accumulate for up to ``seconds``; return early once ``flush_at`` are
+        queued or the subscriber is closed."""
+        if seconds <= 0 or self.closed or len(self.queue) >= self.flush_at:
+            return
+        self._full.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._full.wait()
+        except TimeoutError:
+            pass
+
+    def take(self, max_count: int, max_chars: int) -> list[Message]:
+        """Pop the oldest messages: at most ``max_count``, and no more text than ``max_chars``
+        in all (but always at least one, however long)."""
+        q, out, size = self.queue, [], 0
+        while q and len(out) < max_count:
+            n = len(q[0].text)
+            if out and size + n > max_chars:
+                break
+            out.append(q.popleft())
+            size += n
+        return out
 
 
 class Broadcaster:

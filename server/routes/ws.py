@@ -4,7 +4,9 @@
 reads the last chunk and subscribes in the same tick of the event loop (no await
 in between). Events are stored and broadcast on that same thread, so nothing can
 fall between the replay and the live stream, and live messages with
-``seq <= cursor`` are skipped: no gap, no duplicate.
+``seq <= cursor`` are skipped: no gap, no duplicate. Its frames are JSON arrays of
+events (many per frame: one websocket message per event cost the server, and the
+worker training beside it, more than the events themselves).
 """
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from ..broadcast import FRAME_CHARS, FRAME_EVENTS, FRAME_SECONDS
 from ..errors import error_body
 from ..manager import RUNS_CHANNEL, TERMINAL, RunManager, is_run_id
 
 router = APIRouter()
 log = logging.getLogger("backprop_lab.ws")
-REPLAY_CHUNK = 500
+REPLAY_CHUNK = 2 * FRAME_EVENTS   # stored rows read at a time
 
 
 class _Gone(Exception):
@@ -94,8 +97,30 @@ class _Client:
             await asyncio.wait_for(self.ws.close(code, (self.close_reason or reason)[:120]), 2)
 
 
+def frame(texts: list[str]) -> str:
+    """One websocket frame: a JSON array of events (each already JSON text), oldest first."""
+    return "[" + ",".join(texts) + "]"
+
+
+def chunks(rows: list[tuple[int, str]]):
+    """Stored ``(seq, text)`` rows in frames of at most FRAME_EVENTS / about FRAME_CHARS."""
+    out: list[tuple[int, str]] = []
+    size = 0
+    for row in rows:
+        if out and (len(out) >= FRAME_EVENTS or size + len(row[1]) > FRAME_CHARS):
+            yield out
+            out, size = [], 0
+        out.append(row)
+        size += len(row[1])
+    if out:
+        yield out
+
+
 @router.websocket("/ws/runs/{run_id}")
 async def run_stream(ws: WebSocket, run_id: str):
+    """Frames are JSON arrays of events (server/API.md). Replayed rows go out as they are read;
+    live ones are gathered for up to FRAME_SECONDS after the previous frame, so a client gets at
+    most ~40 frames a second however fast the run emits, and an idle one gets an event at once."""
     manager: RunManager = ws.app.state.manager
     raw = ws.query_params.get("after_seq", "0")
     if not raw.isdigit() or len(raw) > 18:
@@ -108,6 +133,7 @@ async def run_stream(ws: WebSocket, run_id: str):
     client = _Client(ws, manager)
     await client.start()
     code, reason = 1000, "run finished"
+    loop = asyncio.get_running_loop()
     with contextlib.ExitStack() as stack:
         try:
             cursor = after
@@ -115,26 +141,33 @@ async def run_stream(ws: WebSocket, run_id: str):
                 rows = manager.store.events_after(run.id, cursor, REPLAY_CHUNK)
                 if len(rows) < REPLAY_CHUNK or run.id not in manager.runs:
                     # no await between this read and the subscription
-                    client.sub = stack.enter_context(manager.broadcaster.subscription(run.id))
+                    sub = client.sub = stack.enter_context(
+                        manager.broadcaster.subscription(run.id))
                     finished = run.status in TERMINAL or run.id not in manager.runs
                     break
-                for seq, text in rows:
-                    await client.send(text)
-                    cursor = seq
-            for seq, text in rows:
-                await client.send(text)
-                cursor = seq
-            if not finished:
-                while True:
-                    msg = await client.sub.get()
-                    if msg is None:
-                        code, reason = client.sub.close_code, client.sub.closed or ""
-                        break
-                    if not msg.transient and msg.seq <= cursor:
-                        continue
-                    await client.send(msg.text)
-                    if not msg.transient:
+                for part in chunks(rows):
+                    await client.send(frame([text for _, text in part]))
+                cursor = rows[-1][0]
+            for part in chunks(rows):
+                await client.send(frame([text for _, text in part]))
+            if rows:
+                cursor = rows[-1][0]
+            sent_at = loop.time()
+            while not finished:
+                if not await sub.ready():
+                    code, reason = sub.close_code, sub.closed or ""
+                    break
+                await sub.gather(sent_at + FRAME_SECONDS - loop.time())
+                texts = []
+                for msg in sub.take(FRAME_EVENTS, FRAME_CHARS):
+                    if msg.transient:
+                        texts.append(msg.text)
+                    elif msg.seq > cursor:
+                        texts.append(msg.text)
                         cursor = msg.seq
+                if texts:
+                    await client.send(frame(texts))
+                    sent_at = loop.time()
         except _Gone:
             pass
         await client.finish(code, reason)

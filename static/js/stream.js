@@ -1,4 +1,5 @@
-// Data flows one way, over websockets (server/API.md). A RunStream follows one run's events:
+// Data flows one way, over websockets (server/API.md). A RunStream follows one run's events,
+// which arrive as frames holding a JSON array of events, oldest first (one frame per ~25 ms);
 // it reconnects with ?after_seq=<last seq folded> and exponential backoff, so a dropped
 // connection or a 1013 "too slow" close resumes with no gap and no duplicate.
 
@@ -10,7 +11,7 @@ export class RunStream {
   /**
    * @param {string} runId
    * @param {() => number} lastSeq   the newest seq already folded (read at every (re)connect)
-   * @param {(ev: object) => void} onEvent
+   * @param {(ev: object) => void} onEvent   called once per event, in order
    * @param {(conn: {state: string, retryIn?: number}) => void} onConn
    * @param {(code) => boolean} isDone  true when the run has finished and nothing more will come
    *                                   (the server closes with 1000 after a finished run)
@@ -33,9 +34,10 @@ export class RunStream {
     ws.onopen = () => { opened = true; this.onConn({ state: "live" }); };
     ws.onmessage = (msg) => {
       this.backoff = BACKOFF_MIN; // data flowed: the link is healthy again
-      let ev;
-      try { ev = JSON.parse(msg.data); } catch { return; }
-      this.onEvent(ev);
+      let evs;
+      try { evs = JSON.parse(msg.data); } catch { return; }
+      if (!Array.isArray(evs)) return;   // every frame is an array of events
+      for (const ev of evs) if (ev && typeof ev === "object") this.onEvent(ev);
     };
     ws.onclose = (e) => {
       if (this.ws !== ws) return;

@@ -201,8 +201,18 @@ def wait_for(predicate, timeout: float = 30, what: str = "condition"):
         time.sleep(0.05)
 
 
-async def collect(url: str, until=None, timeout: float = 60, **kw) -> tuple[list[dict], int | None]:
-    """Read a websocket until it closes or ``until(msg)`` is true: (messages, close code)."""
+def events_of(raw) -> list[dict]:
+    """The events of one run-stream frame: a non-empty JSON array of event objects."""
+    frame = json.loads(raw)
+    assert isinstance(frame, list) and frame, f"not a frame of events: {str(raw)[:200]}"
+    assert all(isinstance(m, dict) and "type" in m and "seq" in m for m in frame), frame[:3]
+    return frame
+
+
+async def collect(url: str, until=None, timeout: float = 60, frames: list | None = None,
+                  **kw) -> tuple[list[dict], int | None]:
+    """Read a run stream until it closes or ``until(event)`` is true: (events, close code).
+    ``frames``: a list that gets each frame's events as one list."""
     msgs: list[dict] = []
     code = None
 
@@ -211,9 +221,13 @@ async def collect(url: str, until=None, timeout: float = 60, **kw) -> tuple[list
         async with websockets.connect(url, max_size=None, open_timeout=20, **kw) as ws:
             try:
                 async for raw in ws:
-                    msgs.append(json.loads(raw))
-                    if until and until(msgs[-1]):
-                        return
+                    batch = events_of(raw)
+                    if frames is not None:
+                        frames.append(batch)
+                    for m in batch:
+                        msgs.append(m)
+                        if until and until(m):
+                            return
             except websockets.ConnectionClosed:
                 pass
             code = ws.close_code

@@ -7,7 +7,7 @@ import json
 import pytest
 import websockets
 
-from .conftest import SHORT, TERMINAL, create, wait_status
+from .conftest import SHORT, TERMINAL, create, events_of, wait_status
 
 MLP = [{"type": "flatten"}, {"type": "dense", "units": 32}, {"type": "relu"},
        {"type": "dense", "units": 10}]
@@ -250,18 +250,20 @@ def test_websocket_bad_requests_and_frames(server, api):
             return ws.close_code
     assert asyncio.run(close_code(b"\x00\x01")) == 1003          # binary
     assert asyncio.run(close_code("x" * (1 << 20))) == 1009      # oversized
-    api.post(f"/api/runs/{live['id']}/stop")
-    wait_status(api, live["id"], TERMINAL)
-    # an unknown text frame is ignored: the stream still ends normally
+    # an unknown text frame is ignored: the stream goes on and ends normally
     async def ignored():
-        async with websockets.connect(url) as ws:
+        async with websockets.connect(f"{server.ws_url}/ws/runs/{live['id']}",
+                                      max_size=None) as ws:
             await ws.send('{"type": "hello"}')
-            msgs = []
+            msgs = events_of(await asyncio.wait_for(ws.recv(), 30))
+            await asyncio.to_thread(api.post, f"/api/runs/{live['id']}/stop")
             try:
                 while True:
-                    msgs.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+                    msgs += events_of(await asyncio.wait_for(ws.recv(), 30))
             except websockets.ConnectionClosed:
                 return msgs, ws.close_code
     msgs, code = asyncio.run(ignored())
-    assert code == 1000 and msgs[-1]["status"] == "completed"
+    assert code == 1000 and msgs[-1]["status"] == "stopped"
+    assert [m["seq"] for m in msgs if not m.get("transient")] == list(range(1, len(
+        [m for m in msgs if not m.get("transient")]) + 1))
     assert api.get("/api/health").json()["ok"]

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 
 import pytest
 import websockets
 
-from .conftest import (SHORT, TERMINAL, assert_contiguous, collect, create, long_run, stored,
-                       wait_for, wait_status)
+from .conftest import (SHORT, TERMINAL, assert_contiguous, collect, create, events_of, long_run,
+                       stored, wait_for, wait_status)
 
 
 def is_end(m: dict) -> bool:
@@ -64,6 +63,25 @@ def test_replay_after_seq_has_no_gap_and_no_duplicate(server, api):
     assert [m["type"] for m in stored(full)] == [m["type"] for m in both]
 
 
+def test_replay_comes_in_frames_of_many_events(server, api):
+    run = create(api, {"preset": "mlp", "overrides": {"iterations": 400, "train_limit": 2000,
+                                                       "test_limit": 300, "eval_every": 1000}})
+    done = wait_status(api, run["id"], TERMINAL)
+    assert done["status"] == "completed" and done["last_seq"] > 400
+    frames: list[list[dict]] = []
+    msgs, code = asyncio.run(collect(f"{server.ws_url}/ws/runs/{run['id']}", frames=frames))
+    assert code == 1000
+    assert_contiguous(msgs)
+    assert stored(msgs)[-1]["seq"] == done["last_seq"]
+    # each frame is a JSON array of events, up to 256 of them (not one message per event)
+    assert [len(f) for f in frames][:1] == [256]
+    assert all(0 < len(f) <= 256 for f in frames)
+    assert len(frames) < len(msgs) / 50
+    # a client that resumes mid-history gets the rest, also framed, from the next seq on
+    rest, code = asyncio.run(collect(f"{server.ws_url}/ws/runs/{run['id']}?after_seq=300"))
+    assert code == 1000 and [m["seq"] for m in rest] == [m["seq"] for m in msgs[300:]]
+
+
 async def _fan_out(server, api, run_id: str, n: int) -> list[list[dict]]:
     url = f"{server.ws_url}/ws/runs/{run_id}"
     socks = [await websockets.connect(url, max_size=None, open_timeout=30) for _ in range(n)]
@@ -75,7 +93,7 @@ async def _fan_out(server, api, run_id: str, n: int) -> list[list[dict]]:
         out = []
         try:
             async for raw in ws:
-                out.append(json.loads(raw))
+                out += events_of(raw)
         except websockets.ConnectionClosed:
             pass
         return out

@@ -99,9 +99,11 @@ class Server:
         last = run["last_seq"]
         out = []
         ws_url = self.url.replace("http://", "ws://") + f"/ws/runs/{run_id}?after_seq=0"
-        with connect(ws_url, origin=self.url, open_timeout=10) as ws:
+        with connect(ws_url, origin=self.url, open_timeout=10, max_size=None) as ws:
             while not out or out[-1]["seq"] < last:
-                out.append(json.loads(ws.recv(timeout=30)))
+                frame = json.loads(ws.recv(timeout=30))    # a frame is a JSON array of events
+                assert isinstance(frame, list) and frame, frame
+                out += frame
         return out
 
 
