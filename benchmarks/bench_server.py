@@ -14,6 +14,11 @@ Latency: every event carries ``ts``, the worker's wall clock when the engine emi
 each client records ``time.time()`` on arrival. p50/p95 over all events at 50 clients.
 The clients run in this process, on the same 2 cores as the server and the worker.
 
+CPU: the server process's own CPU time (user + system, from /proc; its workers excluded) and
+this process's (the websocket clients') per training step, median over the rounds. On 2 cores
+whatever the server and the clients burn is taken from beside the worker, so these explain
+the throughput ratios with far less noise than the ratios themselves.
+
 Memory: the server's RSS after start-up and after 10 finished runs.
 """
 from __future__ import annotations
@@ -58,6 +63,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -109,16 +120,18 @@ async def follow(port: int, rid: str, n: int, api: httpx.Client) -> list[float]:
         try:
             async for raw in ws:
                 now = time.time()
-                m = json.loads(raw)
-                if m.get("ts") and m["type"] != "status":
-                    lat.append((now - m["ts"]) * 1000)
+                for m in json.loads(raw):          # a frame is a JSON array of events
+                    if m.get("ts") and m["type"] != "status":
+                        lat.append((now - m["ts"]) * 1000)
         except websockets.ConnectionClosed:
             pass
     await asyncio.wait_for(asyncio.gather(*(read(ws) for ws in socks)), 900)
     return lat
 
 
-def served_run(srv: Served, steps: int, clients: int) -> tuple[float, list[float]]:
+def served_run(srv: Served, steps: int, clients: int) -> tuple[float, list[float], float, float]:
+    """(images/s, latencies in ms, server CPU ms per step, client CPU ms per step)"""
+    server0, client0 = cpu_seconds(srv.proc.pid), time.process_time()
     rid = srv.api.post("/api/runs", json={"preset": "lenet",
                                           "overrides": overrides(steps)}).json()["id"]
     lat: list[float] = []
@@ -127,7 +140,9 @@ def served_run(srv: Served, steps: int, clients: int) -> tuple[float, list[float
         lat = asyncio.run(follow(srv.port, rid, clients, srv.api))
     run = srv.wait(rid)
     assert run["status"] == "completed", run
-    return run["final"]["images_per_second"], lat
+    server_ms = (cpu_seconds(srv.proc.pid) - server0) * 1000 / steps
+    client_ms = (time.process_time() - client0) * 1000 / steps
+    return run["final"]["images_per_second"], lat, server_ms, client_ms
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -149,12 +164,14 @@ def main() -> None:
             rss_start = rss_mb(srv.proc.pid)
             ips: dict[str, list[float]] = {"headless": [], "0 clients": [], "1 client": [],
                                            "50 clients": []}
+            cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in ips if k != "headless"}
             latency: list[float] = []
             for r in range(rounds):
                 ips["headless"].append(headless(steps))
                 for label, n in (("0 clients", 0), ("1 client", 1), ("50 clients", 50)):
-                    v, lat = served_run(srv, steps, n)
+                    v, lat, server_ms, client_ms = served_run(srv, steps, n)
                     ips[label].append(v)
+                    cpu[label].append((server_ms, client_ms))
                     if n == 50:
                         latency += lat
                 print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in ips.items()),
@@ -170,9 +187,13 @@ def main() -> None:
           f"headless)")
     for k, v in ips.items():
         m = statistics.median(v)
-        print(f"  {k:<11} {m:9,.0f}  {m / base:6.1%}")
+        extra = ""
+        if k in cpu:
+            extra = (f"   CPU per step: server {statistics.median(c[0] for c in cpu[k]):.2f} ms, "
+                     f"clients {statistics.median(c[1] for c in cpu[k]):.2f} ms")
+        print(f"  {k:<11} {m:9,.0f}  {m / base:6.1%}{extra}")
     print(f"event latency, worker emit -> client, 50 clients: p50 {pct(latency, .5):.1f} ms, "
-          f"p95 {pct(latency, .95):.1f} ms ({len(latency):,} messages)")
+          f"p95 {pct(latency, .95):.1f} ms ({len(latency):,} events)")
     print(f"server RSS: {rss_start:.0f} MB after start, {rss_end:.0f} MB after {finished} "
           f"finished runs")
 
