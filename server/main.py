@@ -18,7 +18,7 @@ from .broadcast import Broadcaster
 from .db import Store
 from .inference import ModelCache
 from .manager import RunManager
-from .routes import datasets, gradcheck, models, pages, presets, runs, ws
+from .routes import datasets, gradcheck, models, pages, presets, runs, spec, ws
 from .security import GuardMiddleware
 from .settings import Settings
 
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.mount("/static", StaticFiles(directory=str(web / "static"), check_dir=False),
                   name="static")
     errors.install(app)
-    for module in (runs, models, presets, datasets, gradcheck, ws, pages):
+    for module in (runs, models, presets, datasets, gradcheck, spec, ws, pages):
         app.include_router(module.router)
     app.add_middleware(GuardMiddleware, settings=settings)
     return app

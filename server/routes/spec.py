@@ -1,0 +1,51 @@
+"""The engine's field tables (engine.spec) as JSON, so the page builds its inputs from them."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from fastapi import APIRouter
+
+from engine import spec
+
+router = APIRouter(prefix="/api/spec", tags=["spec"])
+
+
+def field_json(rule: tuple) -> dict[str, Any]:
+    """``(kind, default[, min, max])`` of engine.spec as ``{"kind", "required", "default",
+    "min"?, "max"?, "choices"?}``; a tuple kind is a choice among its values."""
+    kind, default = rule[0], rule[1]
+    out: dict[str, Any] = {"kind": "choice", "choices": list(kind)} if isinstance(kind, tuple) \
+        else {"kind": kind}
+    out["required"] = default is spec.MISSING
+    out["default"] = None if default is spec.MISSING else default
+    if len(rule) >= 4:
+        out["min"], out["max"] = rule[2], rule[3]
+    return out
+
+
+def table(fields: dict[str, tuple]) -> dict[str, dict]:
+    return {name: field_json(rule) for name, rule in fields.items()}
+
+
+@lru_cache(maxsize=1)
+def spec_json() -> dict:
+    return {
+        "layers": {t: table(f) for t, f in spec.LAYER_FIELDS.items()},
+        "layer_aliases": dict(spec.LAYER_ALIASES),
+        "train": table(spec.TRAIN_FIELDS),
+        "schedules": {t: table(f) for t, f in spec.SCHEDULE_FIELDS.items()},
+        "dataset": {k: v for k, v in table(spec.DATASET_FIELDS).items() if k != "path"},
+        "datasets": {n: {"shape": list(s), "train_size": spec.DATASET_SIZES.get(n)}
+                     for n, s in spec.DATASET_SHAPES.items()},
+        "init_types": list(spec.INIT_TYPES),
+        "optimizers": list(spec.OPTIMIZER_TYPES),
+        "losses": list(spec.LOSS_TYPES),
+        "limits": {"max_layers": spec.MAX_LAYERS, "max_memory_bytes": spec.MAX_MEMORY_BYTES,
+                   "max_total_steps": spec.MAX_TOTAL_STEPS},
+    }
+
+
+@router.get("", summary="The engine's layer, train and dataset fields: kind, default, range")
+async def get_spec():
+    return spec_json()

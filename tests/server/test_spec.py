@@ -1,0 +1,57 @@
+"""GET /api/spec: the engine's field tables as JSON, and they are the rules validation applies."""
+from __future__ import annotations
+
+from engine import spec
+
+
+def rule_of(field: dict) -> tuple:
+    """A served field back as engine.spec's (kind, default[, min, max]) tuple."""
+    kind = tuple(field["choices"]) if field["kind"] == "choice" else field["kind"]
+    default = spec.MISSING if field["required"] else field["default"]
+    return (kind, default, field["min"], field["max"]) if "min" in field else (kind, default)
+
+
+def test_spec_serves_the_engine_tables(api):
+    r = api.get("/api/spec")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    s = r.json()
+    assert list(s["layers"]) == list(spec.LAYER_FIELDS)
+    for layer_type, fields in spec.LAYER_FIELDS.items():
+        assert {k: rule_of(v) for k, v in s["layers"][layer_type].items()} == fields, layer_type
+    assert {k: rule_of(v) for k, v in s["train"].items()} == spec.TRAIN_FIELDS
+    for name, fields in spec.SCHEDULE_FIELDS.items():
+        assert {k: rule_of(v) for k, v in s["schedules"][name].items()} == fields
+    # the dataset fields, less `path` (never taken over HTTP)
+    assert {k: rule_of(v) for k, v in s["dataset"].items()} == {
+        k: v for k, v in spec.DATASET_FIELDS.items() if k != "path"}
+    assert s["layer_aliases"] == spec.LAYER_ALIASES
+    assert s["init_types"] == list(spec.INIT_TYPES)
+    assert s["optimizers"] == list(spec.OPTIMIZER_TYPES)
+    assert s["datasets"]["mnist"] == {"shape": [28, 28, 1], "train_size": 60_000}
+    assert s["limits"]["max_layers"] == spec.MAX_LAYERS
+    units = s["layers"]["dense"]["units"]
+    assert units["required"] and units["default"] is None and units["kind"] == "int"
+
+
+def test_served_ranges_are_what_validation_enforces(api):
+    s = api.get("/api/spec").json()
+    units = s["layers"]["dense"]["units"]
+    rate = s["layers"]["dropout"]["rate"]
+    lr = s["train"]["lr"]
+
+    def check(layer: dict, train: dict | None = None) -> dict:
+        body = {"model": [{"type": "flatten"}, layer, {"type": "dense", "units": 10}],
+                "train": train or {}}
+        r = api.post("/api/models/validate", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()
+    assert check({"type": "dropout", "rate": rate["max"]})["valid"]
+    bad = check({"type": "dropout", "rate": rate["max"] + 0.005})
+    assert not bad["valid"] and bad["errors"][0]["loc"] == ["model", 1, "rate"]
+    assert check({"type": "dense", "units": units["min"]})["valid"]
+    bad = check({"type": "dense", "units": units["min"] - 1})
+    assert not bad["valid"] and f"between {units['min']} and {units['max']}" in bad["errors"][0]["msg"]
+    bad = check({"type": "dense"})                     # a required field left out
+    assert not bad["valid"] and bad["errors"][0]["loc"] == ["model", 1, "units"]
+    assert check({"type": "relu"}, {"lr": lr["max"]})["valid"]
+    assert not check({"type": "relu"}, {"lr": lr["min"] - 1})["valid"]
