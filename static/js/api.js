@@ -44,6 +44,7 @@ export async function request(method, url, body, { signal, raw } = {}) {
 }
 
 export const api = {
+  spec: () => request("GET", "/api/spec"),
   presets: () => request("GET", "/api/presets"),
   datasets: () => request("GET", "/api/datasets"),
   samples: (name, q) => request("GET", `/api/datasets/${encodeURIComponent(name)}/samples?${new URLSearchParams(q)}`),

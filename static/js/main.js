@@ -6,6 +6,7 @@ import { api, ApiError, token } from "./api.js";
 import { decodeArray } from "./codec.js";
 import { initialRunState, reduceRun, withRunInfo, isTerminal } from "./reducer.js";
 import { RunStream, RunsFeed } from "./stream.js";
+import { setSpec } from "./spec.js";
 import { FrameLoop } from "./frame.js";
 import { SampleCache } from "./samples.js";
 import { $, h, debounce, fmtInt, shapeStr } from "./ui/dom.js";
@@ -105,8 +106,10 @@ class App {
       this.notice("This server needs its access token: open the address that `backprop-lab serve` printed (it ends with ?token=…).");
     }
     performance.mark("bpl-init");
-    const [presets, datasets, runs] = await Promise.allSettled([api.presets(), api.datasets(), api.runs()]);
+    const [spec, presets, datasets, runs] = await Promise.allSettled([api.spec(), api.presets(), api.datasets(), api.runs()]);
     performance.mark("bpl-data");
+    if (spec.status === "fulfilled") setSpec(spec.value);   // before the design form is drawn
+    else this.notice("Could not load the layer fields: " + spec.reason.message);
     if (presets.status === "fulfilled") this.presets = presets.value.presets;
     else this.notice("Could not load the presets: " + presets.reason.message);
     if (datasets.status === "fulfilled") this.datasets = datasets.value.datasets;

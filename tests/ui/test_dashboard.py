@@ -4,6 +4,7 @@ No timed assertions: every wait is for a condition, with a generous timeout.
 """
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
@@ -95,6 +96,41 @@ def test_preset_picker_lists_every_engine_preset(page, server):
     page.get_by_role("button", name="Test image #5", exact=True).click()
     expect(page.get_by_label("Probe images")).to_have_value("0, 1, 2, 3, 5")
     expect(page.get_by_role("button", name="Test image #5", exact=True)).to_have_attribute("aria-pressed", "true")
+
+
+def test_layer_editor_is_built_from_the_served_spec(page, server):
+    """The editor's layer types, fields, ranges and placeholders come from GET /api/spec."""
+    real = server.call("GET", "/api/spec")
+    served = copy.deepcopy(real)
+    served["layers"]["dense"]["units"]["max"] = 4096
+    served["layers"]["dense"]["fake_knob"] = {"kind": "int", "required": False, "default": 7,
+                                              "min": 1, "max": 9}
+    del served["layers"]["batchnorm"]
+    served["train"]["lr"]["default"] = 0.125
+    page.route("**/api/spec", lambda route: route.fulfill(json=served))
+    open_dashboard(page, server)
+    expect(page.get_by_label("Layer 2 units")).to_have_attribute("max", "4096")
+    expect(page.get_by_label("Layer 2 fake knob")).to_have_attribute("placeholder", "7")
+    types = page.locator("#add-layer-type option").evaluate_all("os => os.map(o => o.value)")
+    assert types == [t for t in real["layers"] if t != "batchnorm"]
+    page.get_by_label("Learning rate", exact=True).fill("")
+    expect(page.get_by_label("Learning rate", exact=True)).to_have_attribute("placeholder", "0.125")
+    # the real table: every engine layer type, the engine's ranges
+    page.unroute("**/api/spec")
+    page.reload()
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
+    types = page.locator("#add-layer-type option").evaluate_all("os => os.map(o => o.value)")
+    assert types == list(real["layers"])
+    units = real["layers"]["dense"]["units"]
+    expect(page.get_by_label("Layer 2 units")).to_have_attribute("max", str(units["max"]))
+    expect(page.get_by_label("Layer 2 units")).to_have_attribute("min", str(units["min"]))
+    expect(page.get_by_label("Layer 2 fake knob")).to_have_count(0)
+    page.get_by_label("New layer type").select_option("conv2d")
+    page.get_by_role("button", name="Add layer").click()
+    n = page.locator("li.layer:not(.input-layer)").count()
+    expect(page.get_by_label(f"Layer {n} kernel size")).to_have_attribute("placeholder", "required")
+    expect(page.get_by_label(f"Layer {n} stride")).to_have_attribute(
+        "placeholder", str(real["layers"]["conv2d"]["stride"]["default"]))
 
 
 def test_mlp_run_streams_loss_kernels_and_feature_maps(page, server):

@@ -1,10 +1,11 @@
 // The layer-by-layer editor: add, remove, reorder and edit layers. Each row shows its output
 // shape and parameter count from the server's validation, and the server's message next to
 // the field it is about. Editing a field does not rebuild the rows (focus stays put); adding,
-// removing, moving or changing a type does.
+// removing, moving or changing a type does. The layer types and their fields are the engine's
+// (GET /api/spec, through spec.js).
 
 import { h, clear, shapeStr, fmtInt } from "./dom.js";
-import { LAYER_FIELDS, LAYER_TITLES, FIELD_LABELS, INIT_TYPES, newLayer } from "../spec.js";
+import { layerTypes, layerFields, fieldLabel, initTypes, newLayer } from "../spec.js";
 
 export class LayerEditor {
   /** @param onChange () => void, called after any edit (the model list is edited in place) */
@@ -16,8 +17,7 @@ export class LayerEditor {
     this.inputRow = h("li", { class: "layer input-layer" }, h("span", { class: "layer-name" }, "Input"), h("span", { class: "shape" }, ""));
     this.modelError = h("p", { class: "error", role: "alert", hidden: true });
     this.total = h("p", { class: "small muted totals" }, "");
-    this.addType = h("select", { id: "add-layer-type", "aria-label": "New layer type" },
-      ...Object.entries(LAYER_TITLES).map(([t, title]) => h("option", { value: t }, title)));
+    this.addType = h("select", { id: "add-layer-type", "aria-label": "New layer type" });
     const addBtn = h("button", { type: "button", onclick: () => this.add(this.addType.value) }, "Add layer");
     clear(root).append(this.list, this.modelError, h("div", { class: "add-layer" }, this.addType, addBtn), this.total);
     this.rows = [];
@@ -50,6 +50,9 @@ export class LayerEditor {
   }
 
   render() {
+    if (this.addType.options.length !== layerTypes().length) {
+      clear(this.addType).append(...layerTypes().map(([t, title]) => h("option", { value: t }, title)));
+    }
     clear(this.list);
     this.list.append(this.inputRow);
     this.rows = this.model.map((layer, i) => this.renderRow(layer, i));
@@ -62,8 +65,8 @@ export class LayerEditor {
     const type = layer.type;
     const typeSel = h("select", { "aria-label": `Layer ${n} type`, class: "type-select",
       onchange: () => { this.model[i] = newLayer(typeSel.value); this.render(); this.onChange(); this.rows[i].typeSel.focus(); } },
-      ...Object.entries(LAYER_TITLES).map(([t, title]) => h("option", { value: t, selected: t === type }, title)));
-    if (!LAYER_FIELDS[type]) typeSel.append(h("option", { value: type, selected: true }, String(type)));
+      ...layerTypes().map(([t, title]) => h("option", { value: t, selected: t === type }, title)));
+    if (!layerTypes().some(([t]) => t === type)) typeSel.append(h("option", { value: type, selected: true }, String(type)));
     const shape = h("span", { class: "shape", "aria-live": "off" }, "");
     const params = h("span", { class: "params" }, "");
     const buttons = {
@@ -74,22 +77,23 @@ export class LayerEditor {
     const rowErr = h("p", { class: "error", id: `layer-${i}-error`, hidden: true });
     const fields = {};
     const fieldEls = [];
-    for (const [name, rule] of Object.entries(LAYER_FIELDS[type] || {})) {
+    for (const [name, rule] of Object.entries(layerFields(type))) {
       const id = `layer-${i}-${name}`;
       const err = h("span", { class: "error field-error", id: `${id}-error`, hidden: true });
       let input;
-      if (rule[0] === "bool") {
-        input = h("input", { type: "checkbox", id, checked: layer[name] ?? rule[1], "aria-label": `Layer ${n} ${FIELD_LABELS[name].toLowerCase()}`,
+      const label = fieldLabel(name);
+      if (rule.kind === "bool") {
+        input = h("input", { type: "checkbox", id, checked: layer[name] ?? rule.default, "aria-label": `Layer ${n} ${label.toLowerCase()}`,
           onchange: () => { layer[name] = input.checked; this.onChange(); } });
-        fieldEls.push(h("div", { class: "field check" }, h("label", { for: id }, input, " ", FIELD_LABELS[name]), err));
-      } else if (rule[0] === "init") {
+        fieldEls.push(h("div", { class: "field check" }, h("label", { for: id }, input, " ", label), err));
+      } else if (rule.kind === "init") {
         const cur = layer.init ? (typeof layer.init === "string" ? layer.init : layer.init.type) : "";
         input = h("select", { id, "aria-label": `Layer ${n} init`, onchange: () => {
           if (!input.value) delete layer.init;
           else layer.init = { type: input.value, ...(input.value === "normal" ? { std: 0.01 } : input.value === "uniform" ? { limit: 0.05 } : {}) };
           this.render(); this.onChange();
-        } }, h("option", { value: "", selected: !cur }, "default"), ...INIT_TYPES.map((t) => h("option", { value: t, selected: t === cur }, t)));
-        fieldEls.push(h("div", { class: "field" }, h("label", { for: id }, FIELD_LABELS[name]), input, err));
+        } }, h("option", { value: "", selected: !cur }, "default"), ...initTypes().map((t) => h("option", { value: t, selected: t === cur }, t)));
+        fieldEls.push(h("div", { class: "field" }, h("label", { for: id }, label), input, err));
         if (layer.init && (layer.init.type === "normal" || layer.init.type === "uniform")) {
           const key = layer.init.type === "normal" ? "std" : "limit";
           const sid = `${id}-${key}`;
@@ -100,12 +104,12 @@ export class LayerEditor {
         }
       } else {
         const val = layer[name];
-        input = h("input", { type: "number", id, inputmode: rule[0] === "int" ? "numeric" : "decimal",
-          step: rule[0] === "int" ? "1" : "any", value: val == null ? "" : String(val),
-          placeholder: rule[1] == null ? (name === "stride" ? "= pool" : "required") : String(rule[1]),
-          "aria-label": `Layer ${n} ${FIELD_LABELS[name].toLowerCase()}`, "aria-describedby": `${id}-error`,
+        input = h("input", { type: "number", id, inputmode: rule.kind === "int" ? "numeric" : "decimal",
+          step: rule.kind === "int" ? "1" : "any", value: val == null ? "" : String(val), min: rule.min, max: rule.max,
+          placeholder: rule.required ? "required" : rule.default == null ? (name === "stride" ? "= pool" : "") : String(rule.default),
+          "aria-label": `Layer ${n} ${label.toLowerCase()}`, "aria-describedby": `${id}-error`,
           oninput: () => { const v = parseNum(input.value); if (v === undefined) delete layer[name]; else layer[name] = v; this.onChange(); } });
-        fieldEls.push(h("div", { class: "field" }, h("label", { for: id }, FIELD_LABELS[name]), input, err));
+        fieldEls.push(h("div", { class: "field" }, h("label", { for: id }, label), input, err));
       }
       fields[name] = { input, err };
     }

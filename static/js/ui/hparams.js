@@ -4,25 +4,27 @@
 
 import { h, clear } from "./dom.js";
 import { parseNum } from "./editor.js";
-import { INIT_TYPES, OPTIMIZERS, SCHEDULES } from "../spec.js";
+import { spec, initTypes, optimizerOptions, scheduleOptions, trainDefault } from "../spec.js";
 
-// engine/spec.py TRAIN_FIELDS defaults, shown as placeholders of empty inputs
-const DEFAULTS = { lr: "0.01", momentum: "0", weight_decay: "0", batch_size: "64", seed: "0", eval_every: "0", snapshot_interval: "0.5", "init.std": "0.01", "init.limit": "0.05", "schedule.gamma": "0.95", "schedule.min_lr": "0" };
+// Placeholders of empty inputs: the engine's defaults (GET /api/spec), except the initialisers'
+// parameters, which engine/spec.py checks inline rather than in a table.
+const INIT_DEFAULTS = { "init.std": "0.01", "init.limit": "0.05" };
+const placeholder = (key) => INIT_DEFAULTS[key] || trainDefault(key);
 
 const FIELDS = [
-  { key: "optimizer", label: "Optimizer", kind: "select", options: OPTIMIZERS },
+  { key: "optimizer", label: "Optimizer", kind: "select", options: optimizerOptions },
   { key: "lr", label: "Learning rate", kind: "float", hint: "step size" },
   { key: "momentum", label: "Momentum", kind: "float", hint: "SGD / RMSprop" },
   { key: "weight_decay", label: "Weight decay", kind: "float", hint: "L2" },
   { key: "batch_size", label: "Batch size", kind: "int" },
   { key: "epochs", label: "Epochs", kind: "int", hint: "or iterations" },
   { key: "iterations", label: "Iterations", kind: "int", hint: "instead of epochs" },
-  { key: "init", label: "Initialiser", kind: "select", options: INIT_TYPES.map((t) => [t, t]) },
+  { key: "init", label: "Initialiser", kind: "select", options: () => initTypes().map((t) => [t, t]) },
   { key: "init.std", label: "Init std", kind: "float", when: (t) => initType(t) === "normal" },
   { key: "init.limit", label: "Init limit", kind: "float", when: (t) => initType(t) === "uniform" },
-  { key: "schedule", label: "Schedule", kind: "select", options: SCHEDULES },
-  { key: "schedule.gamma", label: "Schedule gamma", kind: "float", when: (t) => ["step", "exponential"].includes(schedType(t)) },
-  { key: "schedule.min_lr", label: "Minimum learning rate", kind: "float", when: (t) => schedType(t) === "cosine" },
+  { key: "schedule", label: "Schedule", kind: "select", options: scheduleOptions },
+  { key: "schedule.gamma", label: "Schedule gamma", kind: "float", when: (t) => hasScheduleField(t, "gamma") },
+  { key: "schedule.min_lr", label: "Minimum learning rate", kind: "float", when: (t) => hasScheduleField(t, "min_lr") },
   { key: "dropout", label: "Dropout", kind: "dropout" },
   { key: "seed", label: "Seed", kind: "int" },
   { key: "eval_every", label: "Evaluation interval", kind: "int", hint: "steps; 0 = once per epoch" },
@@ -41,8 +43,11 @@ function labelled(id, label, input, hint) {
 const DATASET_TITLES = { mnist: "MNIST", "fashion-mnist": "Fashion-MNIST", digits8: "8x8 digits" };
 function datasetTitle(name) { return DATASET_TITLES[name] || name; }
 
-function initType(t) { const i = t.init; return i == null ? "glorot" : typeof i === "string" ? i : i.type; }
-function schedType(t) { const s = t.schedule; return s == null ? "constant" : typeof s === "string" ? s : s.type; }
+const defaultType = (key) => { const d = (spec.train[key] || {}).default; return d && d.type; };
+function initType(t) { const i = t.init; return i == null ? defaultType("init") : typeof i === "string" ? i : i.type; }
+function schedType(t) { const s = t.schedule; return s == null ? defaultType("schedule") : typeof s === "string" ? s : s.type; }
+const hasScheduleField = (t, name) => name in (spec.schedules[schedType(t)] || {});
+const dropoutRate = () => (spec.layers.dropout || {}).rate || {};
 
 export class HparamsForm {
   /**
@@ -80,14 +85,16 @@ export class HparamsForm {
       const id = `hp-${f.key.replace(".", "-")}`;
       let input;
       if (f.kind === "select") {
-        const cur = f.key === "init" ? initType(t) : f.key === "schedule" ? schedType(t) : (t[f.key] ?? f.options[0][0]);
-        const opts = f.options.filter(([v]) => v !== "loss" || cur === "loss");
+        const options = f.options();
+        const cur = f.key === "init" ? initType(t) : f.key === "schedule" ? schedType(t) : (t[f.key] ?? trainDefault(f.key));
+        const opts = options.filter(([v]) => v !== "loss" || cur === "loss");
         input = h("select", { id, onchange: () => this.setSelect(f.key, input.value) },
           ...opts.map(([v, label]) => h("option", { value: v, selected: v === cur }, label)));
       } else if (f.kind === "dropout") {
         const drops = this.getModel().filter((l) => l.type === "dropout");
-        input = h("input", { type: "number", id, step: "any", min: 0, max: 0.99, disabled: !drops.length,
-          value: drops.length ? String(drops[0].rate ?? 0.5) : "",
+        const rate = dropoutRate();
+        input = h("input", { type: "number", id, step: "any", min: rate.min, max: rate.max, disabled: !drops.length,
+          value: drops.length ? String(drops[0].rate ?? dropoutRate().default) : "",
           placeholder: drops.length ? "" : "no dropout layer",
           oninput: () => { const v = parseNum(input.value); for (const l of this.getModel()) if (l.type === "dropout") { if (v === undefined) delete l.rate; else l.rate = v; } this.onChange("dropout"); } });
         els.push(this.field(id, f.label, input, drops.length > 1 ? `rate of all ${drops.length} dropout layers` : drops.length ? "rate of the dropout layer" : "add a Dropout layer to use it", f.key));
@@ -96,7 +103,7 @@ export class HparamsForm {
         const [a, b] = f.key.split(".");
         const obj = b ? (typeof t[a] === "object" && t[a] ? t[a] : {}) : t;
         const v = obj[b || a];
-        input = h("input", { type: "number", id, step: f.kind === "int" ? "1" : "any", value: v == null ? "" : String(v), placeholder: DEFAULTS[f.key] || "",
+        input = h("input", { type: "number", id, step: f.kind === "int" ? "1" : "any", value: v == null ? "" : String(v), placeholder: placeholder(f.key),
           oninput: () => this.setNumber(f.key, input.value) });
       }
       els.push(this.field(id, f.label, input, f.hint, f.key));
@@ -108,13 +115,16 @@ export class HparamsForm {
     const input = this.inputs.dropout;
     const drops = this.getModel().filter((l) => l.type === "dropout");
     if (!input || (!!drops.length) !== !input.disabled) { this.render(); return; }
-    if (drops.length && document.activeElement !== input) input.value = String(drops[0].rate ?? 0.5);
+    if (drops.length && document.activeElement !== input) input.value = String(drops[0].rate ?? dropoutRate().default);
   }
 
   setSelect(key, value) {
     const t = this.cfg.train;
     if (key === "init") t.init = { type: value, ...(value === "normal" ? { std: 0.01 } : value === "uniform" ? { limit: 0.05 } : {}) };
-    else if (key === "schedule") t.schedule = { type: value, ...(value === "step" || value === "exponential" ? { gamma: 0.95 } : {}) };
+    else if (key === "schedule") {
+      const gamma = (spec.schedules[value] || {}).gamma;
+      t.schedule = { type: value, ...(gamma ? { gamma: gamma.default } : {}) };
+    }
     else t[key] = value;
     this.render();
     this.onChange(key);
@@ -171,7 +181,7 @@ export class HparamsForm {
   }
 
   /** The probe indices in the design (the engine's default when the config has none). */
-  probes() { return this.cfg.train.probe_indices ?? [0, 1, 2, 3]; }
+  probes() { return this.cfg.train.probe_indices ?? (spec.train.probe_indices || {}).default ?? []; }
 
   setProbes(text) {
     const parts = text.split(/[\s,]+/).filter(Boolean);
