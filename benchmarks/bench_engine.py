@@ -91,7 +91,8 @@ def build_step(kind: str, net: str, batch_size: int):
     if kind.endswith("-conv"):
         return conv_only_step(kind[:-len("-conv")], net, batches)
     if kind in ("ours", "convolve2d"):
-        model = engine_model(net)
+        # ours uses the threads as the CLI does: a conv net's two shards in parallel
+        model = engine_model(net, threads=int(os.environ["OMP_NUM_THREADS"]) if kind == "ours" else 1)
         if kind == "convolve2d":  # same model, conv layers swapped for the naive one
             model.layers = [Convolve2dConv(la) if isinstance(la, Conv2D) else la
                             for la in model.layers]

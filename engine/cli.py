@@ -8,6 +8,7 @@ import sys
 import time
 
 from . import events as ev
+from . import runtime
 from .datasets import DatasetError
 from .presets import PRESETS, apply_overrides, get_preset
 from .spec import SpecError
@@ -29,6 +30,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--dataset", help="mnist, fashion-mnist or digits8")
     p.add_argument("--data-path", help="a folder holding the dataset's four IDX files")
     p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="threads per training step (default $BACKPROP_THREADS, else 2); "
+                        "the results do not depend on it")
     p.add_argument("--checkpoint", metavar="FILE.npz", help="save the final weights here")
     p.add_argument("--json", action="store_true",
                    help="print every event as one JSON line, then a summary line")
@@ -109,8 +113,14 @@ def cmd_train(args) -> int:
         elif isinstance(event, ev.HparamsChanged):
             print(f"\nstep {event.step}: {event.changes}", file=sys.stderr)
 
+    if args.threads is not None and args.threads < 1:
+        print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
+    threads = args.threads or runtime.default_threads()
+    runtime.set_blas_threads(threads)   # shards of a conv net use one BLAS thread each
+    runtime.keep_freed_memory()
     try:
-        trainer = Trainer(config, emit=emit)
+        trainer = Trainer(config, emit=emit, threads=threads)
     except (SpecError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -137,8 +147,7 @@ def cmd_train(args) -> int:
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    # One BLAS thread pool size for the whole process, set before NumPy loads BLAS.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ.get("BACKPROP_THREADS", "2"))
+    os.environ.setdefault(runtime.THREADS_ENV, "2")
     parser = parser or build_parser()
     args = parser.parse_args(argv)
     return args.func(args)

@@ -618,11 +618,22 @@ class Dropout(Layer):
         if not train or self.rate == 0:
             self._mask = None
             return x
-        keep = 1.0 - self.rate
-        # float32 draws: a float64 mask costs more than the layer itself
-        self._mask = (self.rng.random(x.shape, dtype=np.float32) < keep).astype(x.dtype)
-        self._mask *= x.dtype.type(1.0 / keep)
+        self._mask = self._draw_mask(x.shape, x.dtype)
         return x * self._mask
+
+    def _draw_mask(self, shape: tuple, dtype) -> np.ndarray:
+        """A ``shape`` mask of 0 and ``1/keep``: each unit kept with probability ``keep``.
+
+        Each unit gets 16 random bits straight from the generator, kept when they are below
+        ``round(keep * 65536)``, so ``keep`` is exact to 1/65536 (exact for rates such as 0.5
+        or 0.25). Drawing floats (``rng.random``) costs 4 times as much, and the mask was
+        a third of a Grokking-CNN step.
+        """
+        keep = 1.0 - self.rate
+        size = int(np.prod(shape))
+        bits = self.rng.bit_generator.random_raw((size + 3) // 4).view(np.uint16)[:size]
+        kept = np.less(bits, round(keep * 65536)).reshape(shape)
+        return np.multiply(kept, dtype.type(1.0 / keep), dtype=dtype)
 
     def backward(self, grad):
         return grad if self._mask is None else grad * self._mask

@@ -1,16 +1,59 @@
 """A sequential model built from a plain-JSON layer list."""
 from __future__ import annotations
 
+import copy
 import json
 import os
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .layers import LAYER_TYPES, BatchNorm, Conv2D, Dense, Dropout, Layer, Param
+from . import runtime
+from .layers import (LAYER_TYPES, BatchNorm, Conv2D, Dense, Dropout, Layer, LeakyReLU, MaxPool2D,
+                     Param, ReLU)
 from .losses import LOSSES
 from .spec import validate_model
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
+
+#: a conv net's batch is computed as two shards once each has at least this many images
+MIN_SHARD = 16
+
+
+class _PoolFirst:
+    """ReLU (or LeakyReLU) then MaxPool2D, computed as MaxPool2D then the activation.
+
+    The two commute: both are monotone, so the max of the activations is the activation
+    of the max, and the first maximum of a window is the same before and after. Gradients
+    are identical too (a window whose maximum is <= 0 gets a zero gradient either way).
+    Pooling first runs the activation on a quarter of the values. The layers keep their
+    own state; only the order of the calls changes.
+    """
+
+    def __init__(self, act: Layer, pool: Layer):
+        self.act, self.pool = act, pool
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        return self.act.forward(self.pool.forward(x, train), train)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return self.pool.backward(self.act.backward(grad))
+
+
+def _plan(layers: list[Layer]) -> list:
+    """The layers in execution order, with activation -> max-pool pairs swapped."""
+    plan, i = [], 0
+    while i < len(layers):
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if type(layer) in (ReLU, LeakyReLU) and type(nxt) is MaxPool2D:
+            plan.append(_PoolFirst(layer, nxt))
+            i += 2
+        else:
+            plan.append(layer)
+            i += 1
+    return plan
 
 
 class Model:
@@ -22,7 +65,8 @@ class Model:
 
     def __init__(self, spec: list[dict], input_shape: tuple = (28, 28, 1), num_classes: int = 10,
                  loss: str = "cross_entropy", dtype: str = "float32", seed: int = 0,
-                 init: dict | None = None, normalize: tuple[float, float] | None = None):
+                 init: dict | None = None, normalize: tuple[float, float] | None = None,
+                 threads: int = 1):
         norm, self.summary = validate_model(spec, tuple(input_shape), num_classes)
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
@@ -52,15 +96,24 @@ class Model:
         # sits after Flatten; its dx would be ~20% of a step).
         first = next((layer for layer in self.layers if layer.params), self.layers[0])
         first.needs_input_grad = False
+        self._plan_for: tuple = ()
+        # Conv nets split big batches into two shards (see shard_bounds); BatchNorm's batch
+        # statistics would change with the split, so a net with BatchNorm never shards.
+        self.shardable = (any(isinstance(layer, Conv2D) for layer in self.layers)
+                          and not any(isinstance(layer, BatchNorm) for layer in self.layers))
+        self.threads = int(threads)
+        self._replicas: list[Model] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_config(cls, config: dict) -> "Model":
+    def from_config(cls, config: dict, threads: int = 1) -> "Model":
         """Build from a validated run config (``{"model", "train", "dataset"}``)."""
         from .spec import DATASET_SHAPES, DATASET_STATS
         tr, ds = config["train"], config["dataset"]
         norm = DATASET_STATS[ds["name"]] if ds.get("normalize") == "standard" else None
         return cls(config["model"], DATASET_SHAPES[ds["name"]], 10, loss=tr["loss"],
-                   dtype=tr["dtype"], seed=tr["seed"], init=tr["init"], normalize=norm)
+                   dtype=tr["dtype"], seed=tr["seed"], init=tr["init"], normalize=norm,
+                   threads=threads)
 
     def get_config(self) -> list[dict]:
         return [layer.get_config() for layer in self.layers]
@@ -81,25 +134,104 @@ class Model:
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         x = self._standardise(x)
-        for layer in self.layers:
-            x = layer.forward(x, train)
+        for step in self.plan:
+            x = step.forward(x, train)
         return x
 
     def backward(self, grad: np.ndarray) -> None:
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
+        for step in reversed(self.plan):
+            grad = step.backward(grad)
             if grad is None:
                 break
+
+    @property
+    def plan(self) -> list:
+        """The layers in execution order (``_plan``), rebuilt if ``layers`` was replaced."""
+        key = tuple(map(id, self.layers))
+        if key != self._plan_for:
+            self._plan, self._plan_for = _plan(self.layers), key
+        return self._plan
+
+    def shard_bounds(self, n: int) -> list[tuple[int, int]]:
+        """How a training batch of ``n`` is split: ``[(start, stop), ...]``.
+
+        A conv net's batch of ``2 * MIN_SHARD`` or more is computed as two halves whose
+        gradients are summed (each half's loss gradient is scaled by its share of the
+        batch, so the sum is the full batch's mean gradient). With ``threads >= 2`` the
+        halves run at the same time. The split depends on the batch only, never on the
+        thread count, so a seed gives the same curve on any machine. Dense-only nets do
+        not split: their steps are too short to gain from a second thread.
+        """
+        if not self.shardable or n < 2 * MIN_SHARD:
+            return [(0, n)]
+        half = (n + 1) // 2
+        return [(0, half), (half, n)]
+
+    def _replica(self, k: int) -> "Model":
+        """The model that computes shard ``k``: shard 0 is this model; the others share its
+        parameter values but have their own gradients, work buffers and dropout streams."""
+        if k == 0:
+            return self
+        while len(self._replicas) < k:
+            rep = copy.copy(self)
+            rep._replicas, rep._pool = [], None
+            rep.layers = []
+            for layer in self.layers:
+                twin = copy.copy(layer)
+                twin.__dict__.pop("_scratch", None)
+                twin.params = [Param(p.value, p.name, p.decay) for p in layer.params]
+                for p, q in zip(layer.params, twin.params):
+                    q.value = p.value                           # shared, updated in place
+                if isinstance(twin, Dropout):
+                    twin.rng = np.random.default_rng([self.seed, layer.index, len(self._replicas) + 1])
+                rep.layers.append(twin)
+            rep._plan_for = ()
+            self._replicas.append(rep)
+        return self._replicas[k - 1]
+
+    def _shard_step(self, x: np.ndarray, y: np.ndarray, n: int, err: dict):
+        """Forward, loss and backward of one shard, with the loss gradient scaled by its
+        share ``len(x) / n`` of the batch. Returns ``(loss, output)``."""
+        with np.errstate(**err):                 # errstate is per thread: carry the caller's
+            out = self.forward(x, train=True)
+            loss, dout = self.loss_fn(out, y)
+            if len(x) != n:
+                dout *= dout.dtype.type(len(x) / n)
+            self.backward(dout)
+        return loss, out
 
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """Forward in training mode, loss, backward. Returns ``(loss, output)``.
 
-        Gradients accumulate into ``Param.grad``; call ``zero_grad`` first.
+        Gradients accumulate into ``Param.grad``; call ``zero_grad`` first. Big batches of
+        conv nets are computed in two shards (``shard_bounds``), in parallel when
+        ``threads >= 2``.
         """
-        out = self.forward(x, train=True)
-        loss, dout = self.loss_fn(out, y)
-        self.backward(dout)
-        return loss, out
+        n = len(x)
+        bounds = self.shard_bounds(n)
+        err = np.geterr()
+        if len(bounds) == 1:
+            return self._shard_step(x, y, n, err)
+        reps = [self._replica(k) for k in range(len(bounds))]
+        for rep in reps[1:]:
+            rep.zero_grad()
+        jobs = [(rep, x[a:b], y[a:b]) for rep, (a, b) in zip(reps, bounds)]
+        if self.threads >= 2:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(len(bounds) - 1, thread_name_prefix="shard")
+                weakref.finalize(self, self._pool.shutdown, wait=False)
+            with runtime.single_threaded_blas():
+                futures = [self._pool.submit(rep._shard_step, xs, ys, n, err)
+                           for rep, xs, ys in jobs[1:]]
+                results = [self._shard_step(jobs[0][1], jobs[0][2], n, err)]
+                results += [f.result() for f in futures]
+        else:
+            results = [rep._shard_step(xs, ys, n, err) for rep, xs, ys in jobs]
+        for rep in reps[1:]:
+            for p, q in zip(self.params, rep.params):
+                p.grad += q.grad
+        loss = sum(loss * (b - a) / n for (loss, _), (a, b) in zip(results, bounds))
+        return float(loss), np.concatenate([out for _, out in results])
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Class probabilities ``(N, num_classes)``; evaluates in batches (faster than all at once)."""

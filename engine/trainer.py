@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from . import events as ev
+from . import runtime
 from .datasets import Dataset, load_dataset
 from .layers import Conv2D
 from .model import Model
@@ -60,11 +61,13 @@ class Trainer:
     """Runs one validated config to completion, stop or divergence.
 
     ``dataset`` may be passed in (tests use small ones); otherwise it is loaded
-    from the config's ``dataset`` section.
+    from the config's ``dataset`` section. ``threads`` (default ``$BACKPROP_THREADS``,
+    else 1) is how many threads a step may use; results do not depend on it.
     """
 
     def __init__(self, config: dict, emit: Callable[[ev.Event], None] | None = None,
-                 control: Control | None = None, dataset: Dataset | None = None):
+                 control: Control | None = None, dataset: Dataset | None = None,
+                 threads: int | None = None):
         self.config, self.summary = validate_config(config)
         self.emit = emit or (lambda e: None)
         self.control = control or Control()
@@ -72,7 +75,8 @@ class Trainer:
         self.data = dataset or load_dataset(dcfg["name"], path=dcfg["path"],
                                             train_limit=dcfg["train_limit"],
                                             test_limit=dcfg["test_limit"])
-        self.model = Model.from_config(self.config)
+        self.threads = runtime.default_threads() if threads is None else max(1, int(threads))
+        self.model = Model.from_config(self.config, threads=self.threads)
         self.dtype = self.model.dtype
         opt_cfg = {"type": tr["optimizer"], "lr": tr["lr"], "weight_decay": tr["weight_decay"],
                    "clip_norm": tr["clip_norm"]}

@@ -30,7 +30,9 @@ from typing import Callable
 
 log = logging.getLogger("backprop_lab.workers")
 
-#: the environment every worker gets: one BLAS thread each, so N workers use N cores
+#: the environment every worker gets: one BLAS thread each, so N workers use N cores. A
+#: conv net's run still computes its batch's two shards in parallel threads when
+#: ``BACKPROP_THREADS`` (inherited; the command line sets 2) allows it (engine/runtime.py).
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -87,6 +89,8 @@ def worker_main(run_id: str, config: dict, checkpoint: str, events_conn, command
     send_thread.start()
 
     from engine import Control, Trainer   # after the environment is set
+    from engine.runtime import keep_freed_memory
+    keep_freed_memory()    # no page-fault churn on each step's fresh arrays
     control = Control()
 
     def commands() -> None:

@@ -65,3 +65,22 @@ def test_divergence_exit_code_and_message():
             "--train-limit", "256", "--test-limit", "100")
     assert p.returncode == 3
     assert "diverged" in p.stderr and "lower the learning rate" in p.stderr
+
+
+def test_threads_do_not_change_the_numbers():
+    """--threads 1 and --threads 2 print the same losses for a conv net (two shards)."""
+    args = ("train", "--preset", "student-cnn", "--iterations", "4", "--train-limit", "400",
+            "--test-limit", "200", "--batch-size", "64", "--json")
+    curves = []
+    for threads in ("1", "2"):
+        p = run(*args, "--threads", threads)
+        assert p.returncode == 0, p.stderr
+        curves.append([json.loads(s)["loss"] for s in p.stdout.splitlines()
+                       if '"progress"' in s])
+    assert len(curves[0]) == 4 and curves[0] == curves[1]
+
+
+def test_threads_must_be_positive():
+    p = run("train", "--preset", "mlp", "--iterations", "1", "--threads", "0")
+    assert p.returncode == 2
+    assert "--threads" in p.stderr and "at least 1" in p.stderr
