@@ -1,6 +1,14 @@
 """One error shape for every 4xx: ``{"detail": [{"loc": [...], "msg": "..."}]}``.
 
 ``msg`` names the field, the value and the rule, so a form can show it as is.
+
+``loc`` has one style on every endpoint (the engine's, which the page shows next to its
+fields): the path to the bad value inside the JSON body, ``["train", "lr"]`` or
+``["model", 2, "units"]``, and ``[]`` for the body as a whole (malformed JSON, too large,
+empty). Query and path parameters keep their prefix: ``["query", "count"]``,
+``["path", "run_id"]``. Code may raise with FastAPI's ``["body", ...]`` locations;
+``error_body`` drops that prefix, so every answer (HTTP handlers, the guard middleware,
+websocket refusals) goes through one place.
 """
 from __future__ import annotations
 
@@ -36,8 +44,14 @@ def short(v: Any, limit: int = 60) -> str:
     return s if len(s) <= limit else s[:limit - 3] + "..."
 
 
+def wire_loc(loc) -> list:
+    """``loc`` as answered: without FastAPI's leading ``"body"``."""
+    loc = list(loc or [])
+    return loc[1:] if loc[:1] == ["body"] else loc
+
+
 def error_body(errors: list[dict]) -> dict:
-    return {"detail": [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", ""))}
+    return {"detail": [{"loc": wire_loc(e.get("loc")), "msg": str(e.get("msg", ""))}
                        for e in errors]}
 
 
@@ -68,7 +82,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        errors = [{"loc": list(e.get("loc", ())), "msg": _pydantic_msg(e)} for e in exc.errors()]
+        errors = [{"loc": [] if e.get("type") == "json_invalid" else list(e.get("loc", ())),
+                   "msg": _pydantic_msg(e)} for e in exc.errors()]
         return error_response(422, errors)
 
     @app.exception_handler(StarletteHTTPException)

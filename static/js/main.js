@@ -434,9 +434,7 @@ class App {
   }
 
   showValidation(res) {
-    // POST /api/runs answers with FastAPI's locations ("body", "train", "lr"); validate without
-    const errors = (res.errors || []).map((e) => ((e.loc || [])[0] === "body" ? { ...e, loc: e.loc.slice(1) } : e));
-    res = { ...res, errors };
+    // every endpoint locates a field the engine's way: ["train", "lr"], ["model", 2, "units"]
     this.design.valid = !!res.valid;
     this.design.checked = true;
     this.editor.showResult(res);

@@ -43,7 +43,7 @@ def test_malformed_json(api):
 def test_body_over_the_limit_is_413(api):
     big = b'{"name": "' + b"x" * (2 << 20) + b'"}'
     r = api.post("/api/runs", content=big, headers={"content-type": "application/json"})
-    assert r.status_code == 413 and r.json()["detail"][0]["loc"] == ["body"]
+    assert r.status_code == 413 and r.json()["detail"][0]["loc"] == []     # the body as a whole
 
 
 def test_body_over_the_limit_without_content_length_is_413(api):
@@ -267,3 +267,58 @@ def test_websocket_bad_requests_and_frames(server, api):
     assert [m["seq"] for m in msgs if not m.get("transient")] == list(range(1, len(
         [m for m in msgs if not m.get("transient")]) + 1))
     assert api.get("/api/health").json()["ok"]
+
+
+# One location style (server/API.md "Errors"): the path inside the JSON body, as the engine
+# writes it; [] for the body as a whole; query and path parameters keep their prefix.
+
+
+def locs(r) -> list:
+    d = r.json()
+    return [e["loc"] for e in (d["errors"] if "errors" in d else d["detail"])]
+
+
+def test_the_same_bad_field_has_the_same_loc_on_every_endpoint(api):
+    bad = [{"type": "flatten"}, {"type": "dense", "units": 0}, {"type": "dense", "units": 10}]
+    answers = [api.post("/api/runs", json={"model": bad, "train": {"epochs": 1}}),
+               api.post("/api/models/validate", json={"model": bad}),
+               api.post("/api/gradcheck", json={"model": bad})]
+    assert [r.status_code for r in answers] == [422, 200, 422]
+    assert [locs(r) for r in answers] == [[["model", 1, "units"]]] * 3
+    # a training field, given as a config, as a preset override, or to validate
+    answers = [api.post("/api/runs", json={"model": MLP, "train": {"lr": -1, "epochs": 1}}),
+               api.post("/api/runs", json={"preset": "mlp", "overrides": {"lr": -1}}),
+               api.post("/api/models/validate", json={"model": MLP, "train": {"lr": -1}})]
+    assert [r.status_code for r in answers] == [422, 422, 200]
+    assert [locs(r) for r in answers] == [[["train", "lr"]]] * 3
+    # a wrong type caught at the edge, before the engine sees it
+    answers = [api.post(path, json={"model": "abc"})
+               for path in ("/api/runs", "/api/models/validate", "/api/gradcheck")]
+    assert [r.status_code for r in answers] == [422] * 3
+    assert all(locs(r) == [["model"]] and "model" in r.json()["detail"][0]["msg"]
+               for r in answers), [r.text for r in answers]
+    answers = [api.post(path, json={"model": MLP, "dataset": {"path": "/etc"}})
+               for path in ("/api/runs", "/api/models/validate", "/api/gradcheck")]
+    assert [locs(r) for r in answers] == [[["dataset", "path"]]] * 3
+    # the body as a whole: malformed JSON, a wrong top-level type, too deep
+    for content in (b'{"model": [', b"[1, 2]", b"[" * 1000 + b"]" * 1000):
+        for path in ("/api/runs", "/api/models/validate", "/api/gradcheck"):
+            r = api.post(path, content=content, headers={"content-type": "application/json"})
+            assert r.status_code == 422 and locs(r) == [[]], (path, content[:20], r.text)
+    # parameters outside the body keep their prefix
+    r = api.get("/api/datasets/mnist/samples", params={"count": 100_000})
+    assert r.status_code == 422 and locs(r) == [["query", "count"]]
+    assert locs(api.get("/api/runs/r-0123456789")) == [["path", "run_id"]]
+
+
+def test_patch_locates_its_own_fields_without_a_prefix(server, api):
+    run = create(api, {"preset": "mlp", "overrides": {"iterations": 10**6, "train_limit": 500}})
+    wait_status(api, run["id"], "running")
+    try:
+        for body in ({"lr": -1}, {"lr": "fast"}):       # the engine's rule; the edge's type
+            r = api.patch(f"/api/runs/{run['id']}", json=body)
+            assert r.status_code == 422 and locs(r) == [["lr"]], r.text
+        r = api.patch(f"/api/runs/{run['id']}", json={"epochs": 3})
+        assert r.status_code == 422 and locs(r) == [["epochs"]], r.text
+    finally:
+        api.post(f"/api/runs/{run['id']}/stop")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -166,7 +167,10 @@ def page(browser, server, request):
     if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
         pg.screenshot(path=str(artifacts_dir() / f"FAILED-{request.node.name}.png"))
     ctx.close()
-    # a websocket closed by a reload or a deliberate kick logs nothing; anything else is a bug
+    # a websocket closed by a reload or a deliberate kick logs nothing; anything else is a bug,
+    # unless the test said it provokes it (page.expected_errors: regular expressions)
+    expected = getattr(pg, "expected_errors", [])
+    errors = [e for e in errors if not any(re.search(x, e) for x in expected)]
     assert not errors, f"errors in the page: {errors}"
 
 

@@ -5,6 +5,7 @@ No timed assertions: every wait is for a condition, with a generous timeout.
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import pytest
@@ -239,6 +240,27 @@ def test_invalid_layer_shows_the_server_message_and_disables_start(page, server)
     expect(page.get_by_role("button", name="Move layer 2 up")).to_be_focused()
     page.keyboard.press("Enter")                                     # and back, by keyboard
     expect(start).to_be_enabled()
+
+
+def test_run_refused_by_the_server_shows_its_message_next_to_the_field(page, server):
+    """POST /api/runs answers 422 with the same loc style as validation: the page puts the
+    message next to the field (the request is altered on its way, so the server refuses it)."""
+    open_dashboard(page, server)
+
+    def tamper(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        body = json.loads(route.request.post_data)
+        (body["overrides"] if "overrides" in body else body["train"])["lr"] = -1
+        route.continue_(post_data=json.dumps(body))
+    page.route("**/api/runs", tamper)
+    page.expected_errors = [r"responded with a status of 422"]    # Chromium logs the refusal
+    before = len(server.call("GET", "/api/runs")["runs"])
+    page.get_by_role("button", name="Start", exact=True).click()
+    expect(page.locator("#hp-lr-error")).to_contain_text("lr")
+    expect(page.get_by_label("Learning rate", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#notice")).to_contain_text("Could not start the run")
+    assert len(server.call("GET", "/api/runs")["runs"]) == before
 
 
 def test_reload_and_lost_connection_keep_the_curve_continuous(page, browser, server):
