@@ -12,6 +12,9 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import MutableHeaders
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import errors
 from .broadcast import Broadcaster
@@ -34,6 +37,37 @@ def find_web_dir(settings: Settings) -> Path | None:
         if d and ((d / "templates").is_dir() or (d / "static").is_dir()):
             return d
     return candidates[0]
+
+
+class Revalidate:
+    """``/static`` headers: ``Cache-Control: no-cache``, so a browser keeps its copy but asks
+    every time (StaticFiles answers 304 from the ETag or Last-Modified) and a new version's
+    scripts are used as soon as the server is upgraded, never a stale module next to a new one.
+    The ETag is weak: the same file is sent gzipped or not, depending on the request."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Cache-Control"] = "no-cache"
+                etag = headers.get("etag")
+                if etag and not etag.startswith("W/"):
+                    headers["ETag"] = "W/" + etag
+            await send(message)
+        await self.app(scope, receive, send_with_headers)
+
+
+def static_app(directory: Path) -> ASGIApp:
+    """The page's files: gzipped when the browser accepts it (text only: images and fonts are
+    compressed already), revalidated on every use."""
+    files = StaticFiles(directory=str(directory), check_dir=False)
+    return Revalidate(GZipMiddleware(files, minimum_size=500, compresslevel=6))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,8 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.web_dir = web
     app.state.templates = Jinja2Templates(directory=str(web / "templates")) if web else None
     if web:
-        app.mount("/static", StaticFiles(directory=str(web / "static"), check_dir=False),
-                  name="static")
+        app.mount("/static", static_app(web / "static"), name="static")
     errors.install(app)
     for module in (runs, models, presets, datasets, gradcheck, spec, ws, pages):
         app.include_router(module.router)
