@@ -529,7 +529,17 @@ def _zeros_row(n: int, dtype) -> np.ndarray:
     return z
 
 
-class ReLU(Layer):
+class _Activation(Layer):
+    #: set by the Model when this layer's input is the fresh output of the layer before
+    #: (Conv2D, Dense, pooling), which nothing else keeps: forward then writes over it
+    #: instead of filling a new array of the same size (less memory traffic)
+    overwrite_input = False
+
+    def _out(self, x):
+        return x if self.overwrite_input else None
+
+
+class ReLU(_Activation):
     """``max(x, 0)``. Backward multiplies by the cached ``x > 0`` mask."""
 
     type = "relu"
@@ -539,13 +549,14 @@ class ReLU(Layer):
         if train:
             self._mask = np.greater(rows, 0, out=_scratch(self, "mask", rows.shape, np.bool_))
         # maximum against a row of zeros: twice as fast as against the scalar 0
-        return np.maximum(rows, _zeros_row(rows.shape[1], x.dtype)).reshape(x.shape)
+        return np.maximum(rows, _zeros_row(rows.shape[1], x.dtype),
+                          out=self._out(rows)).reshape(x.shape)
 
     def backward(self, grad):
         return np.multiply(grad, self._mask.reshape(grad.shape))
 
 
-class LeakyReLU(Layer):
+class LeakyReLU(_Activation):
     type = "leaky_relu"
 
     def __init__(self, alpha: float = 0.01):
@@ -569,13 +580,13 @@ class LeakyReLU(Layer):
         return {"type": self.type, "alpha": self.alpha}
 
 
-class Sigmoid(Layer):
+class Sigmoid(_Activation):
     """Logistic sigmoid. ``scipy.special.expit`` never overflows (``exp(-x)`` would)."""
 
     type = "sigmoid"
 
     def forward(self, x, train=True):
-        self._y = expit(x)
+        self._y = expit(x, out=self._out(x))
         return self._y
 
     def backward(self, grad):
@@ -586,13 +597,13 @@ class Sigmoid(Layer):
         return np.subtract(gy, gyy, out=gy)
 
 
-class Tanh(Layer):
+class Tanh(_Activation):
     """Hyperbolic tangent; backward uses the cached output: ``grad * (1 - y**2)``."""
 
     type = "tanh"
 
     def forward(self, x, train=True):
-        self._y = np.tanh(x)
+        self._y = np.tanh(x, out=self._out(x))
         return self._y
 
     def backward(self, grad):

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import runtime
-from .layers import (LAYER_TYPES, BatchNorm, Conv2D, Dense, Dropout, Layer, LeakyReLU, MaxPool2D,
-                     Param, ReLU)
+from .layers import (LAYER_TYPES, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Layer, LeakyReLU,
+                     MaxPool2D, Param, ReLU, _Activation)
 from .losses import LOSSES
 from .spec import validate_model
 
@@ -41,16 +41,24 @@ class _PoolFirst:
         return self.pool.backward(self.act.backward(grad))
 
 
+#: layers whose output is a new array that they do not keep (an activation may overwrite it)
+_FRESH_OUTPUT = (Conv2D, Dense, MaxPool2D, AvgPool2D)
+
+
 def _plan(layers: list[Layer]) -> list:
-    """The layers in execution order, with activation -> max-pool pairs swapped."""
+    """The layers in execution order, with activation -> max-pool pairs swapped, and
+    activations told when they may overwrite their input."""
     plan, i = [], 0
     while i < len(layers):
         layer = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         if type(layer) in (ReLU, LeakyReLU) and type(nxt) is MaxPool2D:
             plan.append(_PoolFirst(layer, nxt))
+            layer.overwrite_input = True       # it now runs on the pool's fresh output
             i += 2
         else:
+            if isinstance(layer, _Activation):
+                layer.overwrite_input = i > 0 and isinstance(layers[i - 1], _FRESH_OUTPUT)
             plan.append(layer)
             i += 1
     return plan

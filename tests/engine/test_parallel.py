@@ -176,3 +176,39 @@ def test_single_threaded_blas_restores_the_pool():
     with runtime.single_threaded_blas():
         assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
     assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+
+
+MIXED = [{"type": "tanh"},                                   # first: must not touch the input
+         {"type": "conv2d", "filters": 3, "kernel_size": 3}, {"type": "tanh"},
+         {"type": "relu"},                                   # after tanh: may not overwrite
+         {"type": "conv2d", "filters": 4, "kernel_size": 3}, {"type": "sigmoid"},
+         {"type": "avgpool2d"}, {"type": "relu"},
+         {"type": "flatten"}, {"type": "dense", "units": 12}, {"type": "relu"},
+         {"type": "dense", "units": 10}]
+
+
+def test_activations_overwrite_only_fresh_outputs():
+    """Activations after Conv2D/Dense/pooling write over their input; the results (outputs,
+    every gradient, the caller's input) are those of the written order with new arrays."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((6, 12, 12, 1))
+    x_before = x.copy()
+    y = rng.integers(0, 10, 6)
+    model = Model(MIXED, input_shape=(12, 12, 1), dtype="float64", seed=3)
+    model.plan
+    flags = [getattr(la, "overwrite_input", None) for la in model.layers]
+    assert flags == [False, None, True, False, None, True, None, True, None, None, True, None]
+    loss, out, g = grads(model, x, y)
+    np.testing.assert_array_equal(x, x_before)
+    fmaps = model.feature_maps(x)
+    np.testing.assert_array_equal(x, x_before)
+    for la in model.layers:
+        if hasattr(la, "overwrite_input"):
+            la.overwrite_input = False
+    model._plan, model._plan_for = list(model.layers), tuple(map(id, model.layers))
+    loss2, out2, g2 = grads(model, x, y)
+    assert loss == loss2
+    np.testing.assert_array_equal(out, out2)
+    for a, b in zip(g, g2):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(fmaps, model.feature_maps(x))
