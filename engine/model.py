@@ -17,8 +17,15 @@ from .spec import validate_model
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
 
-#: a conv net's batch is computed as two shards once each has at least this many images
+#: a conv net's batch is computed in shards once each has at least this many images
 MIN_SHARD = 16
+#: images per shard aimed at (an even number of shards, so two threads share them equally)
+SHARD_TARGET = 32
+
+
+def _run_shards(jobs: list, n: int, err: dict) -> list:
+    """``[(model, x, y), ...]`` one after the other: ``[(loss, output), ...]``."""
+    return [model._shard_step(xs, ys, n, err) for model, xs, ys in jobs]
 
 
 class _PoolFirst:
@@ -163,17 +170,21 @@ class Model:
     def shard_bounds(self, n: int) -> list[tuple[int, int]]:
         """How a training batch of ``n`` is split: ``[(start, stop), ...]``.
 
-        A conv net's batch of ``2 * MIN_SHARD`` or more is computed as two halves whose
-        gradients are summed (each half's loss gradient is scaled by its share of the
-        batch, so the sum is the full batch's mean gradient). With ``threads >= 2`` the
-        halves run at the same time. The split depends on the batch only, never on the
-        thread count, so a seed gives the same curve on any machine. Dense-only nets do
-        not split: their steps are too short to gain from a second thread.
+        A conv net's batch of ``2 * MIN_SHARD`` or more is computed as an even number of
+        shards of about ``SHARD_TARGET`` images (two for a batch of 64, four for 128), whose
+        gradients are summed in shard order (each shard's loss gradient is scaled by its
+        share of the batch, so the sum is the full batch's mean gradient). With
+        ``threads >= 2`` the threads take equal runs of shards at the same time. The split
+        depends on the batch only, never on the thread count, so a seed gives the same
+        numbers on any machine. Smaller shards also keep each one's arrays in cache.
+        Dense-only nets do not split: their steps are too short to gain from threads.
         """
         if not self.shardable or n < 2 * MIN_SHARD:
             return [(0, n)]
-        half = (n + 1) // 2
-        return [(0, half), (half, n)]
+        k = 2 * max(1, round(n / (2 * SHARD_TARGET)))
+        k = min(k, 2 * (n // (2 * MIN_SHARD)))
+        edges = [round(i * n / k) for i in range(k + 1)]
+        return list(zip(edges[:-1], edges[1:]))
 
     def _replica(self, k: int) -> "Model":
         """The model that computes shard ``k``: shard 0 is this model; the others share its
@@ -224,17 +235,21 @@ class Model:
         for rep in reps[1:]:
             rep.zero_grad()
         jobs = [(rep, x[a:b], y[a:b]) for rep, (a, b) in zip(reps, bounds)]
-        if self.threads >= 2:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(len(bounds) - 1, thread_name_prefix="shard")
+        threads = min(self.threads, len(jobs))
+        if threads >= 2:
+            # equal runs of shards per thread; this thread takes the first run
+            cut = [round(t * len(jobs) / threads) for t in range(threads + 1)]
+            runs = [jobs[cut[t]:cut[t + 1]] for t in range(threads)]
+            if self._pool is None or self._pool._max_workers < threads - 1:
+                self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="shard")
                 weakref.finalize(self, self._pool.shutdown, wait=False)
             with runtime.single_threaded_blas():
-                futures = [self._pool.submit(rep._shard_step, xs, ys, n, err)
-                           for rep, xs, ys in jobs[1:]]
-                results = [self._shard_step(jobs[0][1], jobs[0][2], n, err)]
-                results += [f.result() for f in futures]
+                futures = [self._pool.submit(_run_shards, run, n, err) for run in runs[1:]]
+                results = _run_shards(runs[0], n, err)
+                for f in futures:
+                    results += f.result()
         else:
-            results = [rep._shard_step(xs, ys, n, err) for rep, xs, ys in jobs]
+            results = _run_shards(jobs, n, err)
         for rep in reps[1:]:
             for p, q in zip(self.params, rep.params):
                 p.grad += q.grad

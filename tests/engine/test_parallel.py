@@ -62,7 +62,10 @@ def test_pool_first_equals_the_written_order_with_ties(dtype):
 def test_shards_only_for_big_conv_batches():
     cnn = Model(CNN, input_shape=(12, 12, 1))
     assert cnn.shard_bounds(2 * MIN_SHARD - 1) == [(0, 2 * MIN_SHARD - 1)]
-    assert cnn.shard_bounds(65) == [(0, 33), (33, 65)]
+    assert cnn.shard_bounds(65) == [(0, 32), (32, 65)]
+    assert cnn.shard_bounds(64) == [(0, 32), (32, 64)]
+    assert cnn.shard_bounds(128) == [(0, 32), (32, 64), (64, 96), (96, 128)]
+    assert cnn.shard_bounds(100) == [(0, 25), (25, 50), (50, 75), (75, 100)]
     mlp = Model([{"type": "flatten"}, {"type": "dense", "units": 10}], input_shape=(12, 12, 1))
     assert mlp.shard_bounds(256) == [(0, 256)]
     bn = Model([{"type": "conv2d", "filters": 2, "kernel_size": 3}, {"type": "batchnorm"},
@@ -70,17 +73,16 @@ def test_shards_only_for_big_conv_batches():
     assert bn.shard_bounds(256) == [(0, 256)]   # batch statistics must see the whole batch
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_sharded_step_is_the_full_batch_step(threads):
-    """Two shards (odd batch: unequal halves) give the full batch's loss, output and mean
-    gradient, in float64 to rounding."""
+@pytest.mark.parametrize("threads,n,shards", [(1, 37, 2), (2, 37, 2), (2, 130, 4), (3, 130, 4)])
+def test_sharded_step_is_the_full_batch_step(threads, n, shards):
+    """Shards (odd batch: unequal ones; more threads than runs of shards divide evenly)
+    give the full batch's loss, output and mean gradient, in float64 to rounding."""
     rng = np.random.default_rng(0)
-    n = 2 * MIN_SHARD + 5
     x, y = tied_images(n, rng, "float64"), rng.integers(0, 10, n)
     sharded = Model(CNN, input_shape=(12, 12, 1), dtype="float64", seed=2, threads=threads)
     whole = Model(CNN, input_shape=(12, 12, 1), dtype="float64", seed=2)
     whole.shardable = False
-    assert len(sharded.shard_bounds(n)) == 2
+    assert len(sharded.shard_bounds(n)) == shards
     loss, out, g = grads(sharded, x, y)
     loss2, out2, g2 = grads(whole, x, y)
     assert abs(loss - loss2) < 1e-12
