@@ -240,11 +240,9 @@ class Model:
             # equal runs of shards per thread; this thread takes the first run
             cut = [round(t * len(jobs) / threads) for t in range(threads + 1)]
             runs = [jobs[cut[t]:cut[t + 1]] for t in range(threads)]
-            if self._pool is None or self._pool._max_workers < threads - 1:
-                self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="shard")
-                weakref.finalize(self, self._pool.shutdown, wait=False)
+            pool = self._thread_pool(threads - 1)
             with runtime.single_threaded_blas():
-                futures = [self._pool.submit(_run_shards, run, n, err) for run in runs[1:]]
+                futures = [pool.submit(_run_shards, run, n, err) for run in runs[1:]]
                 results = _run_shards(runs[0], n, err)
                 for f in futures:
                     results += f.result()
@@ -266,20 +264,44 @@ class Model:
                  scale: float = 1.0) -> dict:
         """Mean loss, accuracy and predictions over ``x``.
 
-        ``x`` may be raw uint8 images: each batch is cast and multiplied by ``scale``.
+        ``x`` may be raw uint8 images: each batch is cast and multiplied by ``scale``. With
+        ``threads >= 2`` the threads take alternate batches; the batch losses are summed
+        in batch order, so the result does not depend on the thread count.
         """
-        total, preds = 0.0, np.empty(len(x), dtype=np.int64)
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].astype(self.dtype)
-            if scale != 1.0:
-                xb *= self.dtype.type(scale)
-            out = self.forward(xb, train=False)
-            loss, _ = self.loss_fn(out, y[i:i + batch_size])
-            total += loss * len(xb)
-            preds[i:i + batch_size] = out.argmax(axis=1)
+        starts = list(range(0, len(x), batch_size))
+        preds = np.empty(len(x), dtype=np.int64)
+        err = np.geterr()
+
+        def one(i: int) -> float:
+            with np.errstate(**err):
+                xb = x[i:i + batch_size].astype(self.dtype)
+                if scale != 1.0:
+                    xb *= self.dtype.type(scale)
+                out = self.forward(xb, train=False)
+                loss, _ = self.loss_fn(out, y[i:i + batch_size])
+                preds[i:i + batch_size] = out.argmax(axis=1)
+                return loss * len(xb)
+
+        threads = min(self.threads, len(starts))
+        if threads >= 2:
+            pool = self._thread_pool(threads - 1)
+            with runtime.single_threaded_blas():
+                futures = {i: pool.submit(one, i) for k, i in enumerate(starts) if k % threads}
+                losses = {i: one(i) for k, i in enumerate(starts) if k % threads == 0}
+                losses.update({i: f.result() for i, f in futures.items()})
+            total = sum(losses[i] for i in starts)
+        else:
+            total = sum(one(i) for i in starts)
         n = max(len(x), 1)
         return {"loss": total / n, "accuracy": float(np.mean(preds == y)) if len(x) else 0.0,
                 "predictions": preds}
+
+    def _thread_pool(self, workers: int) -> ThreadPoolExecutor:
+        """This model's pool of helper threads (at least ``workers`` of them)."""
+        if self._pool is None or self._pool._max_workers < workers:
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="shard")
+            weakref.finalize(self, self._pool.shutdown, wait=False)
+        return self._pool
 
     # ------------------------------------------------------------ inspection
 

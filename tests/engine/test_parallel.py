@@ -214,3 +214,18 @@ def test_activations_overwrite_only_fresh_outputs():
     for a, b in zip(g, g2):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(fmaps, model.feature_maps(x))
+
+
+def test_evaluation_in_threads_is_the_same():
+    rng = np.random.default_rng(2)
+    x = (rng.random((700, 12, 12, 1)) * 255).astype(np.uint8)
+    y = rng.integers(0, 10, 700)
+    results = []
+    for threads in (1, 2, 3):
+        model = Model(CNN, input_shape=(12, 12, 1), seed=5, threads=threads)
+        results.append(model.evaluate(x, y, batch_size=64, scale=1 / 255))
+    for r in results[1:]:
+        assert r["loss"] == results[0]["loss"]
+        assert r["accuracy"] == results[0]["accuracy"]
+        np.testing.assert_array_equal(r["predictions"], results[0]["predictions"])
+    assert 0 <= results[0]["accuracy"] <= 1 and np.isfinite(results[0]["loss"])
