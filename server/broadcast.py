@@ -7,9 +7,14 @@ be dropped, the client is marked closed and its socket is closed with 1013 so
 it can reconnect with ``after_seq``. As in encode/broadcaster, a subscription is
 a context manager that always unregisters.
 
-A client's task takes what is queued in batches (``take``), so a websocket sends one
-frame per batch rather than one per message; ``gather`` lets it wait for more messages,
-woken early only when ``flush_at`` are pending (not by every message).
+Clients are woken per channel, not per message: publishing only queues, and a channel's
+clients are woken at most once per ``Broadcaster.interval`` (at once after a quiet spell),
+each taking everything queued for it as one websocket frame. A frame costs the server a
+send and the client a receive whatever it holds (on a 2-core machine the training worker
+pays for both), so the interval grows with the channel's clients: at most
+``CHANNEL_FRAMES_PER_SECOND`` frames per channel, and never more often than one per
+``FRAME_SECONDS`` per client. A client whose queue reaches ``flush_at`` is woken at once,
+so one that keeps up never has messages coalesced.
 """
 from __future__ import annotations
 
@@ -21,9 +26,11 @@ from typing import Iterator
 
 #: message kinds a slow client may miss (a later one of the same kind supersedes them)
 COALESCABLE = frozenset({"progress", "run_latest"})
-#: a run stream's frames: at most one per FRAME_SECONDS per client (sooner once FRAME_EVENTS
-#: are pending), each with at most FRAME_EVENTS events and about FRAME_CHARS of JSON text
+#: a client gets at most one frame per FRAME_SECONDS, and a channel's clients together at most
+#: CHANNEL_FRAMES_PER_SECOND (with 50 clients: one frame per 125 ms each)
 FRAME_SECONDS = 0.025
+CHANNEL_FRAMES_PER_SECOND = 400
+#: a frame holds at most FRAME_EVENTS messages and about FRAME_CHARS of JSON text
 FRAME_EVENTS = 256
 FRAME_CHARS = 1 << 20
 
@@ -37,20 +44,20 @@ class Message:
 
 
 class Subscriber:
-    """One client's queue. ``get`` returns None once the subscriber is closed and drained."""
+    """One client's queue. ``ready`` waits for the channel's next wake-up."""
 
     def __init__(self, maxsize: int):
         self.maxsize = maxsize
         # woken before the queue is full, so a reading client never has messages coalesced
         self.flush_at = max(1, min(FRAME_EVENTS, maxsize // 2))
         self.queue: deque[Message] = deque()
-        self._wakeup = asyncio.Event()       # something is queued (or closed)
-        self._full = asyncio.Event()         # flush_at are queued (or closed)
+        self._wakeup = asyncio.Event()       # the channel flushed, the queue filled, or closed
         self.closed: str | None = None       # why it was closed
         self.close_code = 1000
         self.coalesced = 0
 
     def put(self, msg: Message) -> None:
+        """Queue without waking the client (``wake`` does), unless the queue is filling up."""
         if self.closed:
             return
         q = self.queue
@@ -64,9 +71,12 @@ class Subscriber:
                 self.close("queue full: the client is not reading fast enough", 1013)
                 return
         q.append(msg)
-        self._wakeup.set()
         if len(q) >= self.flush_at:
-            self._full.set()
+            self._wakeup.set()
+
+    def wake(self) -> None:
+        if self.queue:
+            self._wakeup.set()
 
     def close(self, reason: str, code: int = 1013, drain: bool = False) -> None:
         """Stop taking messages. ``drain``: deliver what is queued first (a normal end)."""
@@ -75,36 +85,25 @@ class Subscriber:
             if not drain:
                 self.queue.clear()
             self._wakeup.set()
-            self._full.set()
-
-    async def get(self) -> Message | None:
-        while not self.queue:
-            if self.closed:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self.queue.popleft()
 
     async def ready(self) -> bool:
-        """Wait until something is queued. False once the subscriber is closed and drained."""
-        while not self.queue:
+        """Wait until the channel wakes this client with something queued. False once the
+        subscriber is closed and drained (a closed one drains without waiting)."""
+        while True:
             if self.closed:
-                return False
-            self._wakeup.clear()
+                return bool(self.queue)
+            if self._wakeup.is_set():
+                self._wakeup.clear()
+                if self.queue:
+                    return True
             await self._wakeup.wait()
-        return True
 
-    async def gather(self, seconds: float) -> None:
-        """Let messages accumulate for up to ``seconds``; return early once ``flush_at`` are
-        queued or the subscriber is closed."""
-        if seconds <= 0 or self.closed or len(self.queue) >= self.flush_at:
-            return
-        self._full.clear()
-        try:
-            async with asyncio.timeout(seconds):
-                await self._full.wait()
-        except TimeoutError:
-            pass
+    async def get(self) -> Message | None:
+        """The next message, one at a time (the runs feed). None once closed and drained."""
+        while not self.queue:
+            if not await self.ready():
+                return None
+        return self.queue.popleft()
 
     def take(self, max_count: int, max_chars: int) -> list[Message]:
         """Pop the oldest messages: at most ``max_count``, and no more text than ``max_chars``
@@ -116,6 +115,8 @@ class Subscriber:
                 break
             out.append(q.popleft())
             size += n
+        if q:                 # more than one frame's worth: the rest goes without waiting
+            self._wakeup.set()
         return out
 
 
@@ -126,6 +127,8 @@ class Broadcaster:
         self.maxsize = maxsize
         self.channels: dict[str, set[Subscriber]] = {}
         self.dropped = 0        # clients closed for falling behind or being stuck
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._woken_at: dict[str, float] = {}
 
     @contextlib.contextmanager
     def subscription(self, channel: str) -> Iterator[Subscriber]:
@@ -139,13 +142,39 @@ class Broadcaster:
                 subs.discard(sub)
                 if not subs:
                     del self.channels[channel]
+                    timer = self._timers.pop(channel, None)
+                    if timer is not None:
+                        timer.cancel()
+                    self._woken_at.pop(channel, None)
+
+    def interval(self, channel: str) -> float:
+        """Seconds between two wake-ups of a channel's clients."""
+        return max(FRAME_SECONDS, len(self.channels.get(channel, ())) / CHANNEL_FRAMES_PER_SECOND)
 
     def publish(self, channel: str, msg: Message) -> None:
-        for sub in tuple(self.channels.get(channel, ())):
+        subs = self.channels.get(channel)
+        if not subs:
+            return
+        for sub in tuple(subs):
             was_open = not sub.closed
             sub.put(msg)
             if was_open and sub.closed:
                 self.dropped += 1
+        if channel not in self._timers:
+            loop = asyncio.get_running_loop()
+            wait = self._woken_at.get(channel, 0.0) + self.interval(channel) - loop.time()
+            if wait <= 0:   # after a quiet spell: now (the clients run once this callback ends)
+                self._wake(channel)
+            else:
+                self._timers[channel] = loop.call_later(wait, self._wake, channel)
+
+    def _wake(self, channel: str) -> None:
+        self._timers.pop(channel, None)
+        subs = self.channels.get(channel)
+        if subs:
+            self._woken_at[channel] = asyncio.get_running_loop().time()
+            for sub in subs:
+                sub.wake()
 
     def close_channel(self, channel: str, reason: str, code: int = 1000,
                       drain: bool = True) -> None:

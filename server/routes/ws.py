@@ -18,7 +18,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
-from ..broadcast import FRAME_CHARS, FRAME_EVENTS, FRAME_SECONDS
+from ..broadcast import FRAME_CHARS, FRAME_EVENTS
 from ..errors import error_body
 from ..manager import RUNS_CHANNEL, TERMINAL, RunManager, is_run_id
 
@@ -119,8 +119,8 @@ def chunks(rows: list[tuple[int, str]]):
 @router.websocket("/ws/runs/{run_id}")
 async def run_stream(ws: WebSocket, run_id: str):
     """Frames are JSON arrays of events (server/API.md). Replayed rows go out as they are read;
-    live ones are gathered for up to FRAME_SECONDS after the previous frame, so a client gets at
-    most ~40 frames a second however fast the run emits, and an idle one gets an event at once."""
+    live ones as the broadcaster wakes this client: everything queued since the last frame, at
+    most ~40 frames a second (fewer with many clients) however fast the run emits."""
     manager: RunManager = ws.app.state.manager
     raw = ws.query_params.get("after_seq", "0")
     if not raw.isdigit() or len(raw) > 18:
@@ -133,7 +133,6 @@ async def run_stream(ws: WebSocket, run_id: str):
     client = _Client(ws, manager)
     await client.start()
     code, reason = 1000, "run finished"
-    loop = asyncio.get_running_loop()
     with contextlib.ExitStack() as stack:
         try:
             cursor = after
@@ -152,12 +151,10 @@ async def run_stream(ws: WebSocket, run_id: str):
                 await client.send(frame([text for _, text in part]))
             if rows:
                 cursor = rows[-1][0]
-            sent_at = loop.time()
             while not finished:
-                if not await sub.ready():
+                if not await sub.ready():      # the channel's next wake-up (broadcast.py)
                     code, reason = sub.close_code, sub.closed or ""
                     break
-                await sub.gather(sent_at + FRAME_SECONDS - loop.time())
                 texts = []
                 for msg in sub.take(FRAME_EVENTS, FRAME_CHARS):
                     if msg.transient:
@@ -167,7 +164,6 @@ async def run_stream(ws: WebSocket, run_id: str):
                         cursor = msg.seq
                 if texts:
                     await client.send(frame(texts))
-                    sent_at = loop.time()
         except _Gone:
             pass
         await client.finish(code, reason)
