@@ -4,9 +4,9 @@
     python -m benchmarks.bench_server --quick    # about a minute
 
 Throughput: the same LeNet run (the ``lenet`` preset, ``--steps`` iterations, 10,000
-training images) trained headless by the engine in a subprocess (one BLAS thread, like a
-worker) and through a real ``backprop-lab serve`` with 0, 1 and 50 websocket clients
-following it live. Each is the run's own ``images_per_second`` (training steps only,
+training images) trained headless by the engine in a subprocess (one BLAS thread and the
+worker's memory setting, like a worker) and through a real ``backprop-lab serve`` with 0, 1
+and 50 websocket clients following it live. Each is the run's own ``images_per_second`` (training steps only,
 evaluation excluded), reported as a ratio to the headless median of the same session;
 contenders are interleaved (A, B, C, D, A, B, ...) and the median of ``--rounds`` is kept.
 
@@ -44,6 +44,11 @@ ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHO
 HEADLESS = """
 import json, sys
 from engine import Trainer, apply_overrides, get_preset
+try:   # what a server worker does first (server/workers.py), so the two compare like for like
+    from engine.runtime import keep_freed_memory
+    keep_freed_memory()
+except ImportError:   # an engine from before engine.runtime
+    pass
 cfg = apply_overrides(get_preset("lenet"), json.loads(sys.argv[1]))
 print(json.dumps(Trainer(cfg).run()["images_per_second"]))
 """
