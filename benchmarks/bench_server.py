@@ -4,8 +4,8 @@
     python -m benchmarks.bench_server --quick    # about a minute
 
 Throughput: the same LeNet run (the ``lenet`` preset, ``--steps`` iterations, 10,000
-training images) trained headless by the engine in a subprocess (one BLAS thread and the
-worker's memory setting, like a worker) and through a real ``backprop-lab serve`` with 0, 1
+training images) trained headless by the engine in a subprocess (one BLAS thread, the
+worker's memory setting and the same ``BACKPROP_THREADS``, 2 unless set, like a worker) and through a real ``backprop-lab serve`` with 0, 1
 and 50 websocket clients following it live. Each is the run's own ``images_per_second`` (training steps only,
 evaluation excluded), reported as a ratio to the headless median of the same session;
 contenders are interleaved (A, B, C, D, A, B, ...) and the median of ``--rounds`` is kept.
@@ -39,7 +39,10 @@ import httpx
 import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+# BACKPROP_THREADS pinned for both sides: `backprop-lab serve` would otherwise give its workers
+# the command line's default (2) while a bare Trainer defaults to 1
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+       "BACKPROP_THREADS": os.environ.get("BACKPROP_THREADS", "2")}
 
 HEADLESS = """
 import json, sys
