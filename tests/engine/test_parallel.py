@@ -32,6 +32,20 @@ def grads(model, x, y):
     return loss, out, [p.grad.copy() for p in model.params]
 
 
+def assert_same_step(model, x, y, loss, out, g):
+    """The model run in the written layer order (no reordering, no overwriting) gives
+    exactly ``loss``, ``out`` and gradients ``g``."""
+    for la in model.layers:
+        if hasattr(la, "overwrite_input"):
+            la.overwrite_input = False
+    model._plan, model._plan_for = list(model.layers), tuple(map(id, model.layers))
+    loss2, out2, g2 = grads(model, x, y)
+    assert loss == loss2
+    np.testing.assert_array_equal(out, out2)
+    for a, b in zip(g, g2):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_pool_first_pairs_are_planned():
     model = Model(CNN, input_shape=(12, 12, 1))
     kinds = [type(step).__name__ for step in model.plan]
@@ -51,12 +65,7 @@ def test_pool_first_equals_the_written_order_with_ties(dtype):
     y = rng.integers(0, 10, 8)
     model = Model(CNN, input_shape=(12, 12, 1), dtype=dtype, seed=1)
     loss, out, g = grads(model, x, y)
-    model._plan, model._plan_for = list(model.layers), tuple(map(id, model.layers))
-    loss2, out2, g2 = grads(model, x, y)
-    assert loss == loss2
-    np.testing.assert_array_equal(out, out2)
-    for a, b in zip(g, g2):
-        np.testing.assert_array_equal(a, b)
+    assert_same_step(model, x, y, loss, out, g)
 
 
 def test_shards_only_for_big_conv_batches():
@@ -204,15 +213,7 @@ def test_activations_overwrite_only_fresh_outputs():
     np.testing.assert_array_equal(x, x_before)
     fmaps = model.feature_maps(x)
     np.testing.assert_array_equal(x, x_before)
-    for la in model.layers:
-        if hasattr(la, "overwrite_input"):
-            la.overwrite_input = False
-    model._plan, model._plan_for = list(model.layers), tuple(map(id, model.layers))
-    loss2, out2, g2 = grads(model, x, y)
-    assert loss == loss2
-    np.testing.assert_array_equal(out, out2)
-    for a, b in zip(g, g2):
-        np.testing.assert_array_equal(a, b)
+    assert_same_step(model, x, y, loss, out, g)
     np.testing.assert_array_equal(fmaps, model.feature_maps(x))
 
 
