@@ -112,7 +112,7 @@ class Model:
         first = next((layer for layer in self.layers if layer.params), self.layers[0])
         first.needs_input_grad = False
         self._plan_for: tuple = ()
-        # Conv nets split big batches into two shards (see shard_bounds); BatchNorm's batch
+        # Conv nets split big batches into shards (see shard_bounds); BatchNorm's batch
         # statistics would change with the split, so a net with BatchNorm never shards.
         self.shardable = (any(isinstance(layer, Conv2D) for layer in self.layers)
                           and not any(isinstance(layer, BatchNorm) for layer in self.layers))
@@ -223,7 +223,7 @@ class Model:
         """Forward in training mode, loss, backward. Returns ``(loss, output)``.
 
         Gradients accumulate into ``Param.grad``; call ``zero_grad`` first. Big batches of
-        conv nets are computed in two shards (``shard_bounds``), in parallel when
+        conv nets are computed in shards of ~32 images (``shard_bounds``), in parallel when
         ``threads >= 2``.
         """
         n = len(x)

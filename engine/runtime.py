@@ -1,6 +1,6 @@
 """Process settings that make training fast: threads and the memory allocator.
 
-Nothing here changes a result. ``threads`` decides whether the two halves of a sharded
+Nothing here changes a result. ``threads`` decides whether the shards of a
 batch (see :meth:`engine.model.Model.shard_bounds`) run one after the other or at the same
 time; the numbers are the same either way.
 """
@@ -18,8 +18,8 @@ THREADS_ENV = "BACKPROP_THREADS"
 def default_threads() -> int:
     """Threads a training step may use: ``$BACKPROP_THREADS``, else 1.
 
-    The command line sets 2 by default (this machine class has 2 cores); the server's
-    workers use 1 each, since several runs share the machine.
+    The command line (``backprop-lab train`` and ``serve``) sets 2 by default; the
+    server's workers inherit it.
     """
     raw = os.environ.get(THREADS_ENV, "").strip()
     try:

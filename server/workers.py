@@ -31,7 +31,7 @@ from typing import Callable
 log = logging.getLogger("backprop_lab.workers")
 
 #: the environment every worker gets: one BLAS thread each, so N workers use N cores. A
-#: conv net's run still computes its batch's two shards in parallel threads when
+#: conv net's run still computes its batch's shards in parallel threads when
 #: ``BACKPROP_THREADS`` (inherited; the command line sets 2) allows it (engine/runtime.py).
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
