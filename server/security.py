@@ -28,16 +28,38 @@ TOKEN_RE = re.compile(r"(token=)[^&\s\"']+")
 
 
 class RedactTokens(logging.Filter):
-    """Logging filter: ``token=...`` in any log line becomes ``token=***``."""
+    """Logging filter: ``token=...`` in any log line becomes ``token=***``.
+
+    The redaction is applied to the message and to each argument, never by formatting the
+    line early: formatters may read ``record.args`` themselves (uvicorn's access formatter
+    unpacks its five), so the arguments keep their number and their types."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
-            msg = record.getMessage()
+            if isinstance(record.msg, str) and "token=" in record.msg:
+                record.msg = redact(record.msg)
+            if isinstance(record.args, tuple):
+                record.args = tuple(_redact_arg(a) for a in record.args)
+            elif isinstance(record.args, dict):
+                record.args = {k: _redact_arg(v) for k, v in record.args.items()}
         except Exception:  # noqa: BLE001 - never break logging
-            return True
-        if "token=" in msg:
-            record.msg, record.args = TOKEN_RE.sub(r"\1***", msg), ()
+            pass
         return True
+
+
+def redact(text: str) -> str:
+    return TOKEN_RE.sub(r"\1***", text)
+
+
+def _redact_arg(a):
+    """A string argument redacted; any other argument whose text holds a token becomes its
+    redacted text (numbers, which formatters may compute with, hold no token)."""
+    if isinstance(a, (int, float)):
+        return a
+    if isinstance(a, str):
+        return redact(a) if "token=" in a else a
+    text = str(a)
+    return redact(text) if "token=" in text else a
 
 
 def json_depth_exceeds(obj, limit: int) -> bool:

@@ -99,3 +99,27 @@ def test_given_token_never_appears_in_logs(make_server):
     s.stop()
     out = s.output()
     assert token not in out and "token=***" in out
+
+
+def test_a_token_in_the_url_leaves_one_redacted_access_line(make_server):
+    """uvicorn's access formatter unpacks five arguments: the redaction must keep them (it once
+    set ``args = ()`` and every ``?token=`` request wrote a traceback instead of its line)."""
+    token = "url-" + "k" * 28
+    s: Server = make_server(host="0.0.0.0", args=["--token", token])
+    s.token = token
+    s.start()
+    with s.client() as api:
+        run = create(api, SHORT)
+        wait_status(api, run["id"], TERMINAL)
+    assert httpx.get(f"{s.url}/?token={token}").status_code == 200     # the printed address
+    r = httpx.get(f"{s.url}/api/runs/{run['id']}/weights?token={token}")   # the page's download
+    assert r.status_code == 200 and r.content[:2] == b"PK"
+    s.stop()
+    out = s.output()
+    assert token not in out
+    assert "Traceback" not in out and "Logging error" not in out, out[-3000:]
+    lines = [ln for ln in out.splitlines() if "token=***" in ln]
+    page = [ln for ln in lines if '"GET /?token=*** HTTP/1.1" 200' in ln]
+    weights = [ln for ln in lines
+               if f'"GET /api/runs/{run["id"]}/weights?token=*** HTTP/1.1" 200' in ln]
+    assert len(page) == 1 and len(weights) == 1, lines
