@@ -1,6 +1,7 @@
 """The edge guards, as one pure ASGI middleware (HTTP and websocket alike).
 
-In order: the ``Host`` header must name this server (DNS rebinding); a token, when
+In order: the ``Host`` header must be exactly host[:port] and name this server (DNS
+rebinding; a wildcard bind accepts any well-formed name); a token, when
 set, must come with every API and websocket request (``Authorization: Bearer T`` or
 ``?token=T``; compared with ``hmac.compare_digest``); a websocket's ``Origin``, and
 an unsafe HTTP method's ``Origin``, must be this server's own origin (cross-site
@@ -11,6 +12,7 @@ buffered past it) and a JSON body must not nest deeper than ``max_json_depth``
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -77,12 +79,24 @@ def json_depth_exceeds(obj, limit: int) -> bool:
     return False
 
 
-def host_name(host_header: str) -> str:
-    """``example.com:8000`` -> ``example.com``; ``[::1]:80`` -> ``[::1]``."""
-    h = host_header.strip().lower()
-    if h.startswith("["):
-        return h[:h.find("]") + 1] if "]" in h else h
-    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+# host [":" port]: a DNS name or IPv4 address, or an IPv6 address in brackets; a numeric port.
+HOST_RE = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?))"
+                     r"(?::(?P<port>[0-9]{1,5}))?")
+
+
+def host_name(host_header: str) -> str | None:
+    """``example.com:8000`` -> ``example.com``; ``[::1]:80`` -> ``::1``; ``None`` when the
+    header is not exactly host[:port] (``localhost:1@evil.example``, ``localhost:http``,
+    an unbracketed IPv6 address, a port above 65535): such a header names no host at all."""
+    m = HOST_RE.fullmatch(host_header.strip().lower())
+    if not m or (m["port"] is not None and int(m["port"]) > 65535):
+        return None
+    if m["v6"] is not None:
+        try:
+            return str(ipaddress.IPv6Address(m["v6"]))
+        except ValueError:
+            return None
+    return m["name"]
 
 
 class Reject(Exception):
@@ -95,6 +109,7 @@ class GuardMiddleware:
         self.app = app
         self.settings = settings
         self.hosts = settings.allowed_host_names()
+        self._names = {h.strip("[]") for h in self.hosts}    # IPv6 without brackets
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
@@ -115,10 +130,17 @@ class GuardMiddleware:
     # ------------------------------------------------------------ checks
 
     def _check_host(self, headers: dict) -> None:
-        host = headers.get("host", "")
+        host = headers.get("host")
+        if host is None and self.settings.any_host:
+            return        # HTTP/1.0 without a Host: nothing to misread on a wildcard bind
+        host = host or ""
+        name = host_name(host)
+        if name is None:
+            raise Reject(400, ["header", "host"],
+                         f"Host {host[:100]!r} is not a host name with an optional numeric port")
         if self.settings.any_host:
             return
-        if host_name(host) not in self.hosts:
+        if name not in self._names:
             raise Reject(400, ["header", "host"],
                          f"Host {host[:100]!r} is not allowed: this server answers to "
                          f"{', '.join(sorted(self.hosts))}")

@@ -5,6 +5,7 @@ import asyncio
 import re
 
 import httpx
+import pytest
 import websockets
 
 from .conftest import SHORT, TERMINAL, Server, create, wait_status
@@ -51,6 +52,29 @@ def test_host_header(server):
     status = asyncio.run(ws_status(f"{server.ws_url}/ws/runs",
                                    additional_headers={"Host": "evil.example"}))
     assert status == 400
+
+
+# A Host header is host[:port] (a name, an IPv4 address or a bracketed IPv6 one; a numeric
+# port): anything else is refused, however much of it looks like an allowed name.
+TRICKY_HOSTS = ["localhost:1@evil.example", "localhost@evil.example", "localhost:80:80",
+                "localhost:", "localhost:http", "localhost:99999", "localhost:-1", "localhost:+80",
+                "localhost/evil.example", "localhost#x", "localhost?x",
+                "localhost\\evil", "[::1]evil", "[::1]:80@evil.example", "[::1", "::1", "::1:80",
+                "[localhost]", "[::1]:", "127.0.0.1:80.evil", "user@localhost", "localhost%00",
+                "localhost,evil.example", "localhost evil.example", ""]
+
+
+@pytest.mark.parametrize("host", TRICKY_HOSTS)
+def test_tricky_host_headers_are_refused(server, host):
+    r = httpx.get(f"{server.url}/api/runs", headers={"Host": host})
+    assert r.status_code == 400, (host, r.status_code)
+    assert r.json()["detail"][0]["loc"] == ["header", "host"]
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:8000", "127.0.0.1", "127.0.0.1:1",
+                                  "[::1]", "[::1]:65535", "localhost:0"])
+def test_plain_loopback_hosts_pass(server, host):
+    assert httpx.get(f"{server.url}/api/runs", headers={"Host": host}).status_code == 200
 
 
 def test_non_loopback_bind_generates_and_requires_a_token(make_server):
