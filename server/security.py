@@ -6,8 +6,10 @@ set, must come with every API and websocket request (``Authorization: Bearer T``
 ``?token=T``; compared with ``hmac.compare_digest``); a websocket's ``Origin``, and
 an unsafe HTTP method's ``Origin``, must be this server's own origin (cross-site
 requests); a body must fit the size limit (413, checked while reading, never
-buffered past it) and a JSON body must not nest deeper than ``max_json_depth``
-(a 100,000-level body would otherwise exhaust the parser's recursion).
+buffered past it), a JSON body must not nest deeper than ``max_json_depth``
+(a 100,000-level body would otherwise exhaust the parser's recursion), and one the
+parser refuses for other reasons than syntax (not UTF-8, a number of thousands of
+digits) is named, with ``loc`` [] for the body as a whole.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import ipaddress
 import json
 import logging
 import re
+import sys
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import error_body
@@ -204,7 +207,7 @@ class GuardMiddleware:
                 break
         body = b"".join(chunks)
         if body and not upload:
-            self._check_json_depth(body)
+            self._check_json(body)
         sent = False
 
         async def replay():
@@ -215,15 +218,26 @@ class GuardMiddleware:
             return await receive()
         return replay
 
-    def _check_json_depth(self, body: bytes) -> None:
+    def _check_json(self, body: bytes) -> None:
+        """What the JSON parser refuses beyond syntax, named (FastAPI would answer a bare 400
+        "There was an error parsing the body"); malformed JSON is left to FastAPI, which
+        gives its position. NaN and Infinity parse, and the engine's rules name their field."""
         limit = self.settings.max_json_depth
         try:
             obj = json.loads(body)
         except RecursionError:
             raise Reject(422, ["body"], f"the JSON body nests too deeply (the limit is "
                                         f"{limit} levels)") from None
-        except ValueError:
+        except UnicodeDecodeError as e:
+            raise Reject(422, ["body"], f"the body is not UTF-8 text (byte 0x{body[e.start]:02x} "
+                                        f"at offset {e.start}); send JSON encoded as UTF-8") from None
+        except json.JSONDecodeError:
             return        # malformed: FastAPI reports it with its position
+        except ValueError as e:
+            if "digits" in str(e):      # int() refuses more than sys.get_int_max_str_digits()
+                raise Reject(422, ["body"], f"a number in the body has too many digits (more "
+                                            f"than {sys.get_int_max_str_digits():,})") from None
+            raise Reject(422, ["body"], f"the body could not be read as JSON: {e}") from None
         if json_depth_exceeds(obj, limit):
             raise Reject(422, ["body"], f"the JSON body nests more than {limit} levels deep")
 

@@ -322,3 +322,65 @@ def test_patch_locates_its_own_fields_without_a_prefix(server, api):
         assert r.status_code == 422 and locs(r) == [["epochs"]], r.text
     finally:
         api.post(f"/api/runs/{run['id']}/stop")
+
+
+# ------------------------------------------------------------------ bodies JSON cannot hold
+# (issue 8: a 5,000-digit number and a body that is not UTF-8 were a 400 naming nothing)
+
+LONG = b"1" * 5000
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+def body_problem(r, *words: str) -> bool:
+    return (r.status_code == 422 and locs(r) == [[]]
+            and all(w in r.json()["detail"][0]["msg"] for w in words))
+
+
+def test_a_number_with_too_many_digits_or_a_body_not_utf8_is_named(server, api):
+    run = create(api, {"preset": "mlp", "overrides": {"iterations": 10**6, "train_limit": 500}})
+    try:
+        cases = [("post", "/api/runs", b'{"preset": "mlp", "overrides": {"epochs": ' + LONG + b"}}"),
+                 ("post", "/api/models/validate", b'{"model": [{"type": "dense", "units": '
+                  + LONG + b"}]}"),
+                 ("post", "/api/gradcheck", b'{"model": [{"type": "dense", "units": ' + LONG
+                  + b"}]}"),
+                 ("patch", f"/api/runs/{run['id']}", b'{"lr": ' + LONG + b"}")]
+        for method, path, content in cases:
+            r = api.request(method, path, content=content, headers=JSON_HEADERS)
+            assert body_problem(r, "number", "digits"), (path, r.status_code, r.text)
+        latin1 = "caf\u00e9".encode("latin-1")                    # 0xe9 alone: not UTF-8
+        for method, path, content in [
+                ("post", "/api/runs", b'{"preset": "mlp", "name": "' + latin1 + b'"}'),
+                ("post", "/api/models/validate", b'{"model": [{"type": "' + latin1 + b'"}]}'),
+                ("patch", f"/api/runs/{run['id']}", b'{"lr": 0.1, "x": "' + latin1 + b'"}')]:
+            r = api.request(method, path, content=content, headers=JSON_HEADERS)
+            assert body_problem(r, "UTF-8"), (path, r.status_code, r.text)
+        wait_status(api, run["id"], "running")
+        r = api.patch(f"/api/runs/{run['id']}", content=b'{"lr": NaN}', headers=JSON_HEADERS)
+        assert r.status_code == 422 and locs(r) == [["lr"]], r.text
+    finally:
+        api.post(f"/api/runs/{run['id']}/stop")
+
+
+def test_nan_and_infinity_literals_and_deep_nesting_are_named(server, api):
+    """Python's parser takes NaN and Infinity (JSON has neither): the engine's rules name the
+    field that holds one, on every endpoint."""
+    dense = b'[{"type": "flatten"}, {"type": "dense", "units": 10}]'
+    for method, path, content, loc in [
+            ("post", "/api/runs", b'{"preset": "mlp", "overrides": {"lr": NaN}}', ["train", "lr"]),
+            ("post", "/api/runs", b'{"model": ' + dense + b', "train": {"lr": -Infinity}}',
+             ["train", "lr"]),
+            ("post", "/api/models/validate", b'{"model": ' + dense + b', "train": {"lr": NaN}}',
+             ["train", "lr"]),
+            ("post", "/api/gradcheck", b'{"model": [{"type": "flatten"}, {"type": "dropout", '
+             b'"rate": NaN}, {"type": "dense", "units": 10}]}', ["model", 1, "rate"]),
+            ("post", "/api/gradcheck", b'{"model": ' + dense + b', "dataset": {"train_limit": '
+             b"Infinity}}", ["dataset", "train_limit"])]:
+        r = api.request(method, path, content=content, headers=JSON_HEADERS)
+        assert r.status_code in (200, 422) and loc in locs(r), (path, r.text)
+        if r.status_code == 200:
+            assert r.json()["valid"] is False
+    for path in ("/api/runs", "/api/models/validate", "/api/gradcheck"):
+        r = api.post(path, content=b'{"model": ' + b"[" * 50 + b"]" * 50 + b"}",
+                     headers=JSON_HEADERS)
+        assert body_problem(r, "nest"), (path, r.text)
