@@ -5,7 +5,8 @@ name, a declared size within the limit (the zip reader never inflates past a
 member's declared size, so a zip bomb stops there), and an ``.npy`` header whose
 dtype is numeric or text (never ``object``: no pickle) and whose declared shape
 matches the bytes actually present. Only then is it loaded, with
-``allow_pickle=False`` as a second lock.
+``allow_pickle=False`` as a second lock. A float array must hold finite numbers only
+(NaN weights would load, and every prediction would then be NaN).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def _bad(msg: str, name: str | None = None) -> ApiError:
 
 
 def read_npz(data: bytes, max_total: int) -> dict[str, np.ndarray]:
-    """``{name: array}`` from the bytes of an ``.npz``; ApiError 422 naming the problem."""
+    """``{name: array}`` from the bytes of an ``.npz``; ApiError 422 naming the problem (and
+    the array, ``loc`` [name], when one array is at fault)."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError):
@@ -52,9 +54,15 @@ def read_npz(data: bytes, max_total: int) -> dict[str, np.ndarray]:
             _check_header(zf, info, name[:-4])
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                return {k: npz[k] for k in npz.files}
+                arrays = {k: npz[k] for k in npz.files}
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
             raise _bad(f"the .npz file could not be read: {e}") from None
+    for key, a in arrays.items():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            n = a.size - int(np.count_nonzero(np.isfinite(a)))
+            raise _bad(f"array {key!r} holds {n:,} NaN or infinite value{'s' * (n != 1)}; "
+                       "weights must be finite numbers", key)
+    return arrays
 
 
 def _check_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> None:

@@ -237,3 +237,22 @@ def test_page_static_and_openapi(server, api):
     assert "lr" in create_schema["properties"]["train"]["anyOf"][0]["properties"]
     assert api.get("/docs").status_code == 200
     assert api.get("/static/does-not-exist.js").status_code == 404
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_weights_that_are_not_finite_are_refused(api, done_run, value):
+    """NaN or infinite weights once loaded, and predict then answered ten nulls."""
+    rid = done_run["id"]
+    r = api.get(f"/api/runs/{rid}/weights")
+    with np.load(io.BytesIO(r.content), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    image, _ = digit(api, 0)
+    before = api.post(f"/api/runs/{rid}/predict", json={"image": image}).json()
+    bad = dict(arrays)
+    bad["param.2"] = arrays["param.2"].copy()
+    bad["param.2"][3, 4] = value
+    r = upload(api, rid, npz(**bad))
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["param.2"] and "finite" in r.text
+    after = api.post(f"/api/runs/{rid}/predict", json={"image": image}).json()
+    assert after["probabilities"] == before["probabilities"]       # the weights are unchanged
