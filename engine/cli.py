@@ -78,11 +78,12 @@ def cmd_train(args) -> int:
         except (OSError, ValueError) as e:
             print(f"error: cannot read --config {args.config}: {e}", file=sys.stderr)
             return 2
-    config = apply_overrides(config, {
+    options = {
         "epochs": args.epochs, "iterations": args.iterations, "lr": args.lr,
         "batch_size": args.batch_size, "seed": args.seed, "train_limit": args.train_limit,
         "test_limit": args.test_limit, "dataset": args.dataset, "path": args.data_path,
-        "dtype": args.dtype})
+        "dtype": args.dtype}
+    config = apply_overrides(config, {k: v for k, v in options.items() if v is not None})
     out = sys.stdout
     state = {"t0": time.perf_counter(), "last": 0.0, "total": 0}
 

@@ -169,15 +169,23 @@ def preset_info(name: str) -> dict:
 
 def apply_overrides(config: dict, overrides: dict) -> dict:
     """Apply flat overrides: ``epochs``, ``iterations``, ``lr``, ``batch_size``, ``seed``,
-    any other ``train`` field, plus ``train_limit``/``test_limit``/``normalize``/``dataset``.
+    any other ``train`` field, plus ``train_limit``/``test_limit``/``normalize``/``path``,
+    ``dataset`` (the dataset's name) and ``name``. Returns a new config; validate it with
+    ``validate_config``, whose errors locate an override as its field in the config
+    (``lr`` -> ``["train", "lr"]``, ``dataset`` -> ``["dataset", "name"]``).
 
-    Giving ``epochs`` replaces a preset's ``iterations`` and vice versa.
+    An override means what the same value means in the config: ``null`` is written as
+    ``null``, so it is refused where the config refuses it (``lr``, which has a default) and
+    means "none" where that is the default (``clip_norm``, ``train_limit``). A caller whose
+    ``None`` means "not given" (the CLI's options) leaves those keys out.
+
+    ``epochs`` and ``iterations`` exclude each other, as in a config: giving one replaces the
+    preset's other; giving both (not null) keeps both, which the engine refuses.
     """
     cfg = copy.deepcopy(config)
     tr, ds = cfg.setdefault("train", {}), cfg.setdefault("dataset", {})
+    given = {k for k, v in overrides.items() if v is not None}
     for key, value in overrides.items():
-        if value is None:
-            continue
         if key in ("train_limit", "test_limit", "path", "normalize"):
             ds[key] = value
         elif key == "dataset":
@@ -185,9 +193,8 @@ def apply_overrides(config: dict, overrides: dict) -> dict:
         elif key == "name":
             cfg["name"] = value
         else:
-            if key == "epochs":
-                tr.pop("iterations", None)
-            if key == "iterations":
-                tr.pop("epochs", None)
+            other = {"epochs": "iterations", "iterations": "epochs"}.get(key)
+            if other and value is not None and other not in given:
+                tr.pop(other, None)
             tr[key] = value
     return cfg

@@ -189,7 +189,7 @@ def test_overrides_go_to_their_section():
     from engine import apply_overrides
     cfg = apply_overrides(get_preset("dlfs-two-layer-net"), {
         "epochs": 2, "lr": 0.5, "train_limit": 100, "test_limit": 50, "normalize": "standard",
-        "dataset": "digits8", "name": "mine", "seed": None})
+        "dataset": "digits8", "name": "mine"})
     assert "iterations" not in cfg["train"] and cfg["train"]["epochs"] == 2
     assert cfg["train"]["lr"] == 0.5 and "seed" not in cfg["train"]
     assert cfg["dataset"] == {"name": "digits8", "train_limit": 100, "test_limit": 50,

@@ -384,3 +384,28 @@ def test_nan_and_infinity_literals_and_deep_nesting_are_named(server, api):
         r = api.post(path, content=b'{"model": ' + b"[" * 50 + b"]" * 50 + b"}",
                      headers=JSON_HEADERS)
         assert body_problem(r, "nest"), (path, r.text)
+
+
+# ------------------------------------------------------------------ overrides: one rule
+# (issue 8: overrides {"lr": null} was accepted while train.lr: null is refused; epochs with
+# iterations was accepted, the last one given silently winning)
+
+
+def test_a_null_override_means_what_null_means_in_the_config(api):
+    code, d = post_run(api, {"preset": "mlp", "overrides": {"lr": None}})
+    assert code == 422 and [e["loc"] for e in d] == [["train", "lr"]], d
+    code, full = post_run(api, {"model": MLP, "train": {"lr": None}})
+    assert code == 422 and full == d
+    code, d = post_run(api, {"preset": "mlp", "overrides": {"dataset": None}})
+    assert code == 422 and [e["loc"] for e in d] == [["dataset", "name"]], d
+
+
+def test_epochs_with_iterations_in_overrides_is_refused_as_in_a_config(api):
+    for over in ({"epochs": 1, "iterations": 5}, {"iterations": 5, "epochs": 1}):
+        code, d = post_run(api, {"preset": "mlp", "overrides": over})
+        assert code == 422 and [e["loc"] for e in d] == [["train", "iterations"]], d
+        assert "not both" in d[0]["msg"]
+    run = create(api, {"preset": "mlp", "overrides": {"iterations": 3, "train_limit": 300,
+                                                      "test_limit": 100}})
+    assert run["config"]["train"]["iterations"] == 3 and run["config"]["train"]["epochs"] is None
+    wait_status(api, run["id"], TERMINAL)
