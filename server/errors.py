@@ -31,10 +31,6 @@ class ApiError(Exception):
         super().__init__("; ".join(e["msg"] for e in self.errors))
 
 
-def not_found(what: str, value: Any, loc: list) -> ApiError:
-    return ApiError(404, loc, f"{what} {short(value)} not found")
-
-
 def short(v: Any, limit: int = 60) -> str:
     """``repr`` cut to ``limit`` characters: an error never echoes a megabyte back."""
     try:

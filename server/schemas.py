@@ -7,7 +7,6 @@ what ``engine.spec.validate_config`` accepts without a second copy of the rules.
 """
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -211,7 +210,3 @@ ERRORS = {
     413: {"description": "Body over the size limit"},
     422: {"description": "Invalid body: `detail` lists `{loc, msg}` naming each field"},
 }
-
-
-def finite(x: float) -> bool:
-    return math.isfinite(x)
