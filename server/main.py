@@ -22,6 +22,7 @@ from .db import Store
 from .inference import ModelCache
 from .manager import RunManager
 from .routes import datasets, gradcheck, models, pages, presets, runs, spec, ws
+from .schemas import GUARD
 from .security import GuardMiddleware
 from .settings import Settings
 
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.close()
             log.info("all workers stopped")
 
-    app = FastAPI(title="Backprop Lab", version=VERSION, lifespan=lifespan,
+    app = FastAPI(title="Backprop Lab", version=VERSION, lifespan=lifespan, responses=GUARD,
                   description="Train small NumPy networks in worker processes and watch them "
                               "learn. Contract: server/API.md. Streams: `WS /ws/runs/{id}"
                               "?after_seq=N` and `WS /ws/runs`.")
@@ -104,4 +105,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (runs, models, presets, datasets, gradcheck, spec, ws, pages):
         app.include_router(module.router)
     app.add_middleware(GuardMiddleware, settings=settings)
+    app.openapi = lambda: openapi_document(app)
     return app
+
+
+def openapi_document(app: FastAPI) -> dict:
+    """FastAPI's document, less the 422 it adds to every operation with a parameter or a body
+    (``HTTPValidationError``: a shape this server never sends, on operations that may never
+    answer 422). The operations that can answer 422 list it themselves, with the one error
+    shape (schemas.errors)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = FastAPI.openapi(app)          # generated once and kept in app.openapi_schema
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            r = op.get("responses", {}).get("422", {})
+            if "HTTPValidationError" in str(r.get("content", "")):
+                del op["responses"]["422"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        doc.get("components", {}).get("schemas", {}).pop(name, None)
+    return doc

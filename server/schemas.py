@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from engine.spec import DATASET_FIELDS, DATASET_SHAPES, LAYER_FIELDS, TRAIN_FIELDS
+from engine.presets import PRESETS
+from engine.spec import (DATASET_FIELDS, DATASET_SHAPES, INIT_TYPES, LAYER_FIELDS, MAX_LAYERS,
+                         SCHEDULE_FIELDS, TRAIN_FIELDS)
 
 MAX_LIST = 10_000          # longer lists are refused at the edge (the engine allows 200 layers)
 MAX_NAME = 200
@@ -27,12 +29,55 @@ def _field_schema(rule: tuple) -> dict:
         return {"type": "boolean"}
     if isinstance(kind, tuple):
         return {"enum": list(kind)}
+    if kind == "init":
+        return init_schema()
+    if kind == "schedule":
+        return schedule_schema()
+    if kind == "table":
+        return {"type": "array", "minItems": 1, "maxItems": 100, "description": "[loss threshold, "
+                "learning rate] pairs: below each threshold, its rate",
+                "items": {"type": "array", "minItems": 2, "maxItems": 2,
+                          "items": {"type": "number", "exclusiveMinimum": 0}}}
+    if kind == "probes":
+        return {"type": "array", "maxItems": 16, "items": {"type": "integer", "minimum": 0,
+                                                           "maximum": 9_999_999}}
     return {}
 
 
 def _default(rule: tuple):
     d = rule[1] if len(rule) > 1 else None
     return None if d is None or type(d).__name__ == "_Missing" else d
+
+
+def init_schema() -> dict:
+    """A weight initialiser: a type name, or an object with its type and own fields (the
+    rules of engine.spec's ``_Checker.init``: std for normal, limit for uniform)."""
+    scale = {"type": "number", "minimum": 0.0, "maximum": 100.0}
+    alts: list[dict] = [{"enum": list(INIT_TYPES)}]
+    for kind in INIT_TYPES:
+        props = {"type": {"const": kind}, "bias_std": dict(scale, default=0.0)}
+        if kind == "normal":
+            props["std"] = dict(scale, default=0.01)
+        if kind == "uniform":
+            props["limit"] = dict(scale, default=0.05)
+        alts.append({"title": f"init {kind}", "type": "object", "properties": props,
+                     "required": ["type"], "additionalProperties": False})
+    return {"oneOf": alts}
+
+
+def schedule_schema() -> dict:
+    """A learning-rate schedule: a type name, or an object per type (engine.spec.SCHEDULE_FIELDS)."""
+    alts: list[dict] = [{"enum": list(SCHEDULE_FIELDS)}]
+    for kind, fields in SCHEDULE_FIELDS.items():
+        props: dict[str, Any] = {"type": {"const": kind}}
+        for name, rule in fields.items():
+            props[name] = _field_schema(rule)
+            if _default(rule) not in (None, []):
+                props[name]["default"] = _default(rule)
+        alts.append({"title": f"schedule {kind}", "type": "object", "properties": props,
+                     "required": ["type"] + (["table"] if kind == "loss" else []),
+                     "additionalProperties": False})
+    return {"oneOf": alts, "default": {"type": "constant"}}
 
 
 def layer_schema() -> dict:
@@ -50,28 +95,36 @@ def layer_schema() -> dict:
                 required.append(name)
         alts.append({"title": kind, "type": "object", "properties": props,
                      "required": required, "additionalProperties": False})
-    return {"type": "array", "maxItems": MAX_LIST, "items": {"oneOf": alts},
+    return {"type": "array", "minItems": 1, "maxItems": MAX_LAYERS, "items": {"oneOf": alts},
             "description": "Layers in order, channels-last; validated by engine.spec",
             "examples": [[{"type": "flatten"}, {"type": "dense", "units": 100},
                           {"type": "relu"}, {"type": "dense", "units": 10}]]}
 
 
-def train_schema() -> dict:
+def _train_props() -> dict:
     props = {}
     for name, rule in TRAIN_FIELDS.items():
         props[name] = _field_schema(rule)
         d = _default(rule)
         if d is not None:
             props[name]["default"] = d
-    props["schedule"] = {"type": "object", "description": "{type: constant|step|exponential|"
-                                                          "cosine|loss, ...}"}
-    props["init"] = {"type": "object", "description": "{type: normal|uniform|glorot|xavier|he}"}
-    props["probe_indices"] = {"type": "array", "items": {"type": "integer"}, "maxItems": 16}
-    return {"type": "object", "properties": props, "additionalProperties": False,
+    props["lr"] = {"type": "number", "exclusiveMinimum": 0, "maximum": TRAIN_FIELDS["lr"][3],
+                   "default": TRAIN_FIELDS["lr"][1]}          # the engine: lr > 0
+    for name in ("epochs", "iterations"):
+        props[name]["description"] = "give epochs or iterations, not both"
+    return props
+
+
+EPOCHS_OR_ITERATIONS = {"required": ["epochs", "iterations"]}
+
+
+def train_schema() -> dict:
+    return {"type": "object", "properties": _train_props(), "additionalProperties": False,
+            "not": EPOCHS_OR_ITERATIONS,
             "description": "Training hyperparameters; every field optional (engine defaults)"}
 
 
-def dataset_schema() -> dict:
+def _dataset_props() -> dict:
     """From engine.spec.DATASET_FIELDS, less ``path`` (a server path is never taken over HTTP)."""
     props: dict[str, Any] = {"name": {"enum": list(DATASET_SHAPES), "default": "mnist"}}
     for name, rule in DATASET_FIELDS.items():
@@ -79,7 +132,22 @@ def dataset_schema() -> dict:
             props[name] = _field_schema(rule)
             if _default(rule) is not None:
                 props[name]["default"] = _default(rule)
-    return {"type": "object", "additionalProperties": False, "properties": props}
+    return props
+
+
+def dataset_schema() -> dict:
+    return {"type": "object", "additionalProperties": False, "properties": _dataset_props()}
+
+
+def overrides_schema() -> dict:
+    """engine.presets.apply_overrides: any train field, the dataset's limits and normalize,
+    and ``dataset`` for its name; flat."""
+    ds = _dataset_props()
+    props = {**_train_props(), "dataset": ds.pop("name"), **ds}
+    return {"type": "object", "properties": props, "additionalProperties": False,
+            "not": EPOCHS_OR_ITERATIONS, "description": "flat overrides of the preset's config "
+            "(engine.presets.apply_overrides); one of epochs/iterations replaces the preset's "
+            "other", "examples": [{"epochs": 1, "lr": 0.1, "train_limit": 2000}]}
 
 
 DATASET_SCHEMA = dataset_schema()
@@ -87,6 +155,34 @@ DATASET_SCHEMA = dataset_schema()
 Layers = Annotated[list[dict[str, Any]], Field(max_length=MAX_LIST), WithJsonSchema(layer_schema())]
 Train = Annotated[dict[str, Any], Field(max_length=100), WithJsonSchema(train_schema())]
 DatasetCfg = Annotated[dict[str, Any], Field(max_length=20), WithJsonSchema(DATASET_SCHEMA)]
+Overrides = Annotated[dict[str, Any], Field(max_length=100), WithJsonSchema(overrides_schema())]
+Image = Annotated[list[list[float]], Field(min_length=1, max_length=64), WithJsonSchema({
+    "type": "array", "minItems": 1, "maxItems": 64, "items": {
+        "type": "array", "minItems": 1, "maxItems": 64,
+        "items": {"type": "number", "minimum": 0, "maximum": 1}}})]
+
+
+def not_null(schema: dict) -> None:
+    """Optional fields appear as their type, not ``anyOf [type, null]``: the server reads a null
+    as an absent field, and the documented shape is the one to send."""
+    for prop in schema.get("properties", {}).values():
+        alts = prop.get("anyOf")
+        if alts and {"type": "null"} in alts:
+            rest = [a for a in alts if a != {"type": "null"}]
+            prop.pop("anyOf")
+            if prop.get("default", 0) is None:
+                prop.pop("default")
+            prop.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+
+
+def one_shape(*shapes: tuple[str, tuple[str, ...]]):
+    """``json_schema_extra``: the body is exactly one of ``(required field, fields it
+    excludes)``."""
+    def extra(schema: dict) -> None:
+        not_null(schema)
+        schema["oneOf"] = [{"required": [need], "properties": {k: False for k in excluded}}
+                           for need, excluded in shapes]
+    return extra
 
 
 class Strict(BaseModel):
@@ -95,39 +191,59 @@ class Strict(BaseModel):
 
 class RunCreate(Strict):
     """Either ``preset`` (+ ``overrides``) or ``model`` (+ ``train``, ``dataset``)."""
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"preset": "mlp", "overrides": {"epochs": 1, "train_limit": 2000}},
-        {"model": [{"type": "flatten"}, {"type": "dense", "units": 10}],
-         "train": {"lr": 0.1, "epochs": 1}, "dataset": {"name": "mnist", "train_limit": 1000}}]})
+
+    @staticmethod
+    def _schema(schema: dict) -> None:
+        one_shape(("preset", ("model", "train", "dataset")),
+                  ("model", ("preset", "overrides")))(schema)
+        schema["properties"]["preset"]["enum"] = list(PRESETS)
+        schema["examples"] = [
+            {"preset": "mlp", "overrides": {"epochs": 1, "train_limit": 2000}},
+            {"model": [{"type": "flatten"}, {"type": "dense", "units": 10}],
+             "train": {"lr": 0.1, "epochs": 1}, "dataset": {"name": "mnist", "train_limit": 1000}}]
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_schema)
     name: str | None = Field(None, max_length=MAX_NAME, description="printable, <= 200 chars")
     preset: str | None = Field(None, max_length=64, description="a name from GET /api/presets")
-    overrides: dict[str, Any] | None = Field(
-        None, max_length=100, description="flat overrides as engine.presets.apply_overrides: "
-                                          "epochs, lr, batch_size, train_limit, ...")
+    overrides: Overrides | None = None
     model: Layers | None = None
     train: Train | None = None
     dataset: DatasetCfg | None = None
 
 
 class ValidateBody(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=not_null)
     model: Layers
     train: Train | None = None
     dataset: DatasetCfg | None = None
 
 
+def _patch_schema(schema: dict) -> None:
+    not_null(schema)
+    props = schema["properties"]
+    props["lr"].update(exclusiveMinimum=0, maximum=TRAIN_FIELDS["lr"][3])
+    for name in ("momentum", "weight_decay"):
+        props[name].update({k: v for k, v in _field_schema(TRAIN_FIELDS[name]).items()
+                            if k != "type"})
+    schema["minProperties"] = 1
+
+
 class HparamsPatch(Strict):
+    """Engine ranges (engine.spec.TRAIN_FIELDS); at least one field."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
     lr: float | None = None
     momentum: float | None = None
     weight_decay: float | None = None
 
 
 class PredictBody(Strict):
-    image: list[list[float]] = Field(..., min_length=1, max_length=64,
-                                     description="rows of floats in 0..1, the dataset's H x W "
-                                                 "(28 x 28 for MNIST)")
+    image: Image = Field(..., description="rows of floats in 0..1, the dataset's H x W "
+                                          "(28 x 28 for MNIST)")
 
 
 class GradcheckBody(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=one_shape(
+        ("run_id", ("model",)), ("model", ("run_id",))))
     run_id: str | None = Field(None, max_length=40, description="check a run's current weights")
     model: Layers | None = None
     dataset: DatasetCfg | None = None
@@ -202,11 +318,32 @@ class GradcheckOut(BaseModel):
     threshold: float
 
 
-ERRORS = {
-    400: {"description": "Bad request (Host, Content-Length)"},
-    401: {"description": "Token missing or wrong"},
-    403: {"description": "Cross-site Origin"},
-    404: {"description": "Unknown run"},
-    413: {"description": "Body over the size limit"},
-    422: {"description": "Invalid body: `detail` lists `{loc, msg}` naming each field"},
+class ErrorOut(BaseModel):
+    """Every 4xx and 5xx: ``loc`` is the path to the bad value ([] for the body as a whole)."""
+    detail: list[ErrorItem]
+
+
+WHY = {
+    400: "The Host header is not this server's name (or not host[:port]), or Content-Length "
+         "is not a number",
+    401: "Token missing or wrong (when the server has one)",
+    403: "Cross-site Origin",
+    404: "Unknown run",
+    409: "Conflict with the run's state",
+    413: "Body over the size limit (1 MiB; 64 MiB for weights)",
+    422: "Invalid body or parameter: `detail` lists `{loc, msg}` naming each field",
+    503: "The data folder cannot be written (read-only, disk full)",
 }
+
+
+def errors(*codes: int, **why: str) -> dict:
+    """OpenAPI ``responses`` for the given statuses, each with the one error shape;
+    ``e409="..."`` says why this operation answers 409 (and so on)."""
+    out = {}
+    for code in sorted({*codes, *(int(k[1:]) for k in why)}):
+        out[code] = {"model": ErrorOut, "description": why.get(f"e{code}", WHY[code])}
+    return out
+
+
+#: the guard's answers, possible on every operation (GuardMiddleware; 403 only for writes)
+GUARD = errors(400, 401)

@@ -11,9 +11,9 @@ from engine import DatasetError, list_datasets, load_dataset
 from engine.datasets import dataset_names
 
 from ..errors import ApiError
-from ..schemas import ERRORS
+from ..schemas import errors
 
-router = APIRouter(prefix="/api/datasets", tags=["datasets"], responses=ERRORS)
+router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 MAX_SAMPLES = 256
 
 
@@ -47,7 +47,8 @@ def _samples(name: str, split: str, idx: list[int] | None, start: int, count: in
     return {"shape": [h, w], "class_names": list(data.class_names), "items": items}
 
 
-@router.get("/{name}/samples",
+@router.get("/{name}/samples", responses=errors(422, e404="Unknown dataset",
+                                              e409="the dataset cannot be loaded"),
             summary="Raw images with labels: by range (start, count) or by indices=3,17,42")
 async def get_samples(name: str, split: Literal["train", "test"] = "test",
                       start: int = Query(0, ge=0), count: int = Query(64, ge=1, le=MAX_SAMPLES),

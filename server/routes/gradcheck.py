@@ -9,12 +9,14 @@ from engine import DatasetError
 from ..deps import ManagerDep
 from ..errors import ApiError
 from ..inference import gradcheck
-from ..schemas import ERRORS, GradcheckBody, GradcheckOut
+from ..schemas import GradcheckBody, GradcheckOut, errors
 
-router = APIRouter(prefix="/api/gradcheck", tags=["gradcheck"], responses=ERRORS)
+router = APIRouter(prefix="/api/gradcheck", tags=["gradcheck"])
 
 
-@router.post("", response_model=GradcheckOut,
+@router.post("", response_model=GradcheckOut, responses=errors(
+    403, 413, 422, e404="Unknown run_id",
+    e409="the run has no saved weights yet, or the dataset cannot be loaded"),
              summary="Relative error per parameter tensor, float64, a few test images")
 async def check_gradients(body: GradcheckBody, manager: ManagerDep):
     if (body.run_id is None) == (body.model is None):

@@ -10,12 +10,12 @@ from engine import SpecError, validate_config
 from ..deps import ManagerDep, ModelsDep, RunDep, SettingsDep
 from ..errors import ApiError
 from ..inference import import_weights, predict
-from ..schemas import ERRORS, PredictBody, PredictOut, ValidateBody, ValidateOut
+from ..schemas import PredictBody, PredictOut, ValidateBody, ValidateOut, errors
 
-router = APIRouter(tags=["models"], responses=ERRORS)
+router = APIRouter(tags=["models"])
 
 
-@router.post("/api/models/validate", response_model=ValidateOut,
+@router.post("/api/models/validate", response_model=ValidateOut, responses=errors(403, 413, 422),
              summary="Shapes, parameter counts and memory, or every error (200 either way)")
 async def validate_model(body: ValidateBody):
     cfg = {"model": body.model, "train": body.train or {}, "dataset": body.dataset or {}}
@@ -30,7 +30,8 @@ async def validate_model(body: ValidateBody):
     return {"valid": True, "errors": [], "summary": summary}
 
 
-@router.post("/api/runs/{run_id}/predict", response_model=PredictOut,
+@router.post("/api/runs/{run_id}/predict", response_model=PredictOut, responses=errors(
+    403, 404, 413, 422, e409="the run has no saved weights yet"),
              summary="Class probabilities and first-layer feature maps for one image")
 async def predict_image(body: PredictBody, run: RunDep, manager: ManagerDep, models: ModelsDep):
     return await run_in_threadpool(predict, models, run.config, manager.checkpoint_path(run),
@@ -39,7 +40,8 @@ async def predict_image(body: PredictBody, run: RunDep, manager: ManagerDep, mod
 
 @router.get("/api/runs/{run_id}/weights", response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {}},
-                             "description": "the run's latest weights as .npz (no pickle)"}})
+                             "description": "the run's latest weights as .npz (no pickle)"},
+                       **errors(e404="Unknown run, or no weights saved yet")})
 async def export_weights(run: RunDep, manager: ManagerDep):
     path = manager.checkpoint_path(run)
     if not path.is_file():
@@ -50,7 +52,13 @@ async def export_weights(run: RunDep, manager: ManagerDep):
 
 @router.post("/api/runs/{run_id}/weights",
              openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+                 "application/octet-stream": {"schema": {
+                     "type": "string", "format": "binary", "contentMediaType": "application/zip",
+                     "description": "an .npz (a zip of .npy arrays, no pickle) as GET exports it: "
+                                    "one finite float array per parameter of the run's model"}}}}},
+             responses=errors(403, 404, 413, e409="the run is queued, running or paused",
+                              e422="not an .npz, an array missing or of the wrong shape, "
+                                   "dtype or values (NaN, Inf): `loc` names the array"),
              summary="Load weights (.npz as exported) into a finished run with the same model")
 async def upload_weights(request: Request, run: RunDep, manager: ManagerDep,
                          models: ModelsDep, settings: SettingsDep):

@@ -7,9 +7,10 @@ from engine import PRESETS, SpecError, apply_overrides, get_preset, list_dataset
 
 from ..deps import ManagerDep, RunDep
 from ..errors import ApiError
-from ..schemas import ERRORS, HparamsPatch, RunCreate, RunList, RunOut
+from ..schemas import HparamsPatch, RunCreate, RunList, RunOut, errors
 
-router = APIRouter(prefix="/api/runs", tags=["runs"], responses=ERRORS)
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+NOT_LIVE = "the run is not running or paused"
 
 
 def build_config(body: RunCreate) -> tuple[dict, dict, str | None]:
@@ -59,6 +60,7 @@ def validate(cfg: dict) -> tuple[dict, dict]:
 
 
 @router.post("", status_code=201, response_model=RunOut,
+             responses=errors(403, 413, 422, 503),
              summary="Create a run (queued, then started when a worker is free)")
 async def create_run(body: RunCreate, manager: ManagerDep):
     config, summary, preset = build_config(body)
@@ -70,34 +72,39 @@ async def list_runs(manager: ManagerDep):
     return {"runs": [r.public() for r in manager.list()]}
 
 
-@router.get("/{run_id}", response_model=RunOut)
+@router.get("/{run_id}", response_model=RunOut, responses=errors(404))
 async def get_run(run: RunDep):
     return run.public()
 
 
 @router.delete("/{run_id}", status_code=204, response_class=Response,
+               responses=errors(403, 404, 503),
                summary="Stop it if running, then remove its events and weights")
 async def delete_run(run: RunDep, manager: ManagerDep):
     await manager.delete(run)
     return Response(status_code=204)
 
 
-@router.post("/{run_id}/stop", response_model=RunOut, summary="Stop (harmless if finished)")
+@router.post("/{run_id}/stop", response_model=RunOut, responses=errors(403, 404),
+             summary="Stop (harmless if finished)")
 async def stop_run(run: RunDep, manager: ManagerDep):
     return (await manager.stop(run)).public()
 
 
-@router.post("/{run_id}/pause", response_model=RunOut)
+@router.post("/{run_id}/pause", response_model=RunOut,
+             responses=errors(403, 404, e409="the run is not running (nor paused already)"))
 async def pause_run(run: RunDep, manager: ManagerDep):
     return (await manager.pause(run)).public()
 
 
-@router.post("/{run_id}/resume", response_model=RunOut)
+@router.post("/{run_id}/resume", response_model=RunOut,
+             responses=errors(403, 404, e409="the run is not paused (nor running already)"))
 async def resume_run(run: RunDep, manager: ManagerDep):
     return (await manager.resume(run)).public()
 
 
-@router.patch("/{run_id}", response_model=RunOut,
+@router.patch("/{run_id}", response_model=RunOut, responses=errors(403, 404, 413, 422,
+                                                                   e409=NOT_LIVE),
               summary="Change lr, momentum or weight_decay from the next step on")
 async def patch_run(body: HparamsPatch, run: RunDep, manager: ManagerDep):
     changes = body.model_dump(exclude_none=True)

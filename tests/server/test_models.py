@@ -231,10 +231,10 @@ def test_page_static_and_openapi(server, api):
     body = spec["paths"]["/api/runs"]["post"]["requestBody"]["content"]["application/json"]
     ref = body["schema"]["$ref"].split("/")[-1]
     create_schema = spec["components"]["schemas"][ref]
-    layers = create_schema["properties"]["model"]["anyOf"][0]
+    layers = create_schema["properties"]["model"]
     kinds = [alt["properties"]["type"]["const"] for alt in layers["items"]["oneOf"]]
     assert "conv2d" in kinds and "dense" in kinds
-    assert "lr" in create_schema["properties"]["train"]["anyOf"][0]["properties"]
+    assert "lr" in create_schema["properties"]["train"]["properties"]
     assert api.get("/docs").status_code == 200
     assert api.get("/static/does-not-exist.js").status_code == 404
 
