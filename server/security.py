@@ -102,6 +102,14 @@ def host_name(host_header: str) -> str | None:
     return m["name"]
 
 
+def is_json(content_type: str | None) -> bool:
+    """Whether FastAPI reads a body of this Content-Type as JSON: none given,
+    ``application/json`` or ``application/*+json`` (fastapi.routing)."""
+    main = (content_type or "").split(";")[0].strip().lower()
+    return not main or main == "application/json" or (
+        main.startswith("application/") and main.endswith("+json"))
+
+
 class Reject(Exception):
     def __init__(self, status: int, loc: list, msg: str):
         self.status, self.loc, self.msg = status, loc, msg
@@ -207,7 +215,7 @@ class GuardMiddleware:
                 break
         body = b"".join(chunks)
         if body and not upload:
-            self._check_json(body)
+            self._check_json(body, is_json(headers.get("content-type")))
         sent = False
 
         async def replay():
@@ -218,10 +226,11 @@ class GuardMiddleware:
             return await receive()
         return replay
 
-    def _check_json(self, body: bytes) -> None:
-        """What the JSON parser refuses beyond syntax, named (FastAPI would answer a bare 400
-        "There was an error parsing the body"); malformed JSON is left to FastAPI, which
-        gives its position. NaN and Infinity parse, and the engine's rules name their field."""
+    def _check_json(self, body: bytes, as_json: bool) -> None:
+        """What the JSON parser refuses beyond syntax, named, when FastAPI would parse the
+        body as JSON (``as_json``; it would answer a bare 400 "There was an error parsing the
+        body"); malformed JSON is left to FastAPI, which gives its position. NaN and Infinity
+        parse, and the engine's rules name their field. The depth limit holds for any body."""
         limit = self.settings.max_json_depth
         try:
             obj = json.loads(body)
@@ -229,11 +238,15 @@ class GuardMiddleware:
             raise Reject(422, ["body"], f"the JSON body nests too deeply (the limit is "
                                         f"{limit} levels)") from None
         except UnicodeDecodeError as e:
-            raise Reject(422, ["body"], f"the body is not UTF-8 text (byte 0x{body[e.start]:02x} "
+            if not as_json:
+                return
+            raise Reject(422, ["body"], f"the body is not UTF-8 text (byte 0x{e.object[e.start]:02x} "
                                         f"at offset {e.start}); send JSON encoded as UTF-8") from None
         except json.JSONDecodeError:
             return        # malformed: FastAPI reports it with its position
         except ValueError as e:
+            if not as_json:
+                return
             if "digits" in str(e):      # int() refuses more than sys.get_int_max_str_digits()
                 raise Reject(422, ["body"], f"a number in the body has too many digits (more "
                                             f"than {sys.get_int_max_str_digits():,})") from None
