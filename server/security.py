@@ -120,7 +120,8 @@ class GuardMiddleware:
         self.app = app
         self.settings = settings
         self.hosts = settings.allowed_host_names()
-        self._names = {h.strip("[]") for h in self.hosts}    # IPv6 without brackets
+        self._names = {host_name(h if ":" not in h or h.startswith("[") else f"[{h}]") or h
+                       for h in self.hosts}         # as host_name() answers: IPv6 unbracketed
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
