@@ -147,3 +147,14 @@ def test_a_token_in_the_url_leaves_one_redacted_access_line(make_server):
     weights = [ln for ln in lines
                if f'"GET /api/runs/{run["id"]}/weights?token=*** HTTP/1.1" 200' in ln]
     assert len(page) == 1 and len(weights) == 1, lines
+
+
+def test_host_names_are_read_in_one_form():
+    from server.security import GuardMiddleware, host_name
+    from server.settings import Settings
+    assert host_name("LocalHost:8000") == "localhost"
+    assert host_name("[0:0:0:0:0:0:0:1]:80") == "::1"
+    assert [host_name(h) for h in TRICKY_HOSTS] == [None] * len(TRICKY_HOSTS)
+    guard = GuardMiddleware(None, Settings(host="FE80:0::1", allowed_hosts=["[2001:db8::0001]"]))
+    assert {"fe80::1", "2001:db8::1", "::1", "localhost"} <= guard._names
+    assert host_name("[fe80::1]:8000") in guard._names
