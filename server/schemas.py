@@ -66,7 +66,8 @@ def init_schema() -> dict:
 
 
 def schedule_schema() -> dict:
-    """A learning-rate schedule: a type name, or an object per type (engine.spec.SCHEDULE_FIELDS)."""
+    """A learning-rate schedule: a type name, or an object per type
+    (engine.spec.SCHEDULE_FIELDS)."""
     alts: list[dict] = [{"enum": list(SCHEDULE_FIELDS)}]
     for kind, fields in SCHEDULE_FIELDS.items():
         props: dict[str, Any] = {"type": {"const": kind}}

@@ -241,8 +241,9 @@ class GuardMiddleware:
         except UnicodeDecodeError as e:
             if not as_json:
                 return
-            raise Reject(422, ["body"], f"the body is not UTF-8 text (byte 0x{e.object[e.start]:02x} "
-                                        f"at offset {e.start}); send JSON encoded as UTF-8") from None
+            raise Reject(422, ["body"], f"the body is not UTF-8 text (byte "
+                                        f"0x{e.object[e.start]:02x} at offset {e.start}); "
+                                        "send JSON encoded as UTF-8") from None
         except json.JSONDecodeError:
             return        # malformed: FastAPI reports it with its position
         except ValueError as e:
