@@ -47,3 +47,13 @@ def test_a_wrong_backward_disagrees(monkeypatch):
     GradcheckOut.model_validate(out)
     assert out["status"] == "disagrees" and not out["ok"]
     assert out["max_rel_error"] > out["threshold"]
+
+
+def test_every_preset_agrees_or_is_inconclusive(api):
+    for preset in api.get("/api/presets").json()["presets"]:
+        cfg = preset["config"]
+        r = api.post("/api/gradcheck", json={"model": cfg["model"], "dataset": cfg["dataset"]})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["status"] in ("agrees", "inconclusive"), (preset["name"], out)
+        assert (out["status"] == "inconclusive") == (out["at_kinks"] > 0)
