@@ -104,6 +104,18 @@ def test_gradcheck_lenet_says_agrees_or_inconclusive(page, server, artifacts):
     shot(page, artifacts, "gradcheck-lenet-1280x800")
 
 
+def test_gradcheck_headline_for_each_state(page, server):
+    page.goto(server.url + "/")
+    row = {"name": "1.dense.kernel", "shape": [4, 10], "rel_error": 0.005, "checked": 20, "at_kinks": 0}
+    heads = page.evaluate("""async (row) => {
+        const m = await import('/static/js/ui/gradcheck.js');
+        const base = {rows: [row], max_rel_error: 0.005, threshold: 1e-4, checked: 20};
+        return ['agrees', 'inconclusive', 'disagrees'].map((status) =>
+            m.verdictText({...base, status, at_kinks: status === 'inconclusive' ? 3 : 0}).head);
+    }""", row)
+    assert heads == ["Agrees", "Inconclusive (3 at kinks)", "Disagrees"]
+
+
 # ---------------------------------------------------------------- 2 + 3. diverged after a live change
 
 def test_retry_divides_the_lr_in_effect_and_diverged_shows_last_good(page, server, artifacts):
@@ -127,6 +139,7 @@ def test_retry_divides_the_lr_in_effect_and_diverged_shows_last_good(page, serve
     row = page.locator(f"#run-list tr[data-run-id='{run['id']}']")
     expect(row.locator("td").nth(3)).to_have_text(f"diverged at step {d['step']:,}")
     expect(row.locator("td").nth(5)).to_have_text(f"last good: {acc}")
+    row.screenshot(path=str(artifacts / "diverged-run-list-row.png"))
     # 2: the label and the new run use the lr in effect (1e6), not the config's (0.1)
     retry = page.get_by_role("button", name="Retry with lr / 10")
     expect(retry).to_have_text("Retry with lr / 10 (1.00e+5)")
