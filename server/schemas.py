@@ -308,14 +308,19 @@ class PredictOut(BaseModel):
 class GradRow(BaseModel):
     name: str
     shape: list[int]
-    rel_error: float | None
-    checked: int
+    rel_error: float | None = Field(description="over the compared entries; null if none")
+    checked: int = Field(description="entries compared")
+    at_kinks: int = Field(description="entries whose +-h window crosses a ReLU/max-pool kink "
+                                      "(not compared)")
 
 
 class GradcheckOut(BaseModel):
     rows: list[GradRow]
     max_rel_error: float | None
-    ok: bool
+    ok: bool = Field(description="false only when the status is disagrees")
+    status: Literal["agrees", "inconclusive", "disagrees"]
+    at_kinks: int
+    checked: int
     threshold: float
 
 

@@ -21,7 +21,7 @@ import { HparamsForm } from "./ui/hparams.js";
 import { GradCheck } from "./ui/gradcheck.js";
 import { RunList } from "./ui/runlist.js";
 import { ComparePanel } from "./ui/compare.js";
-import { RunBar, Banner } from "./ui/runbar.js";
+import { RunBar, Banner, WreckBanner, retryLr } from "./ui/runbar.js";
 import { layerText } from "./ui/compare.js";
 
 const clone = (x) => (x == null ? x : JSON.parse(JSON.stringify(x)));
@@ -68,6 +68,7 @@ class App {
       progressText: $("#run-progress-text"), conn: $("#conn"), startWhy: $("#start-why"),
     }, { onStart: () => this.start(), onCommand: (c) => this.command(c) });
     this.banner = new Banner($("#banner"), { onRetry: (s) => this.retry(s) });
+    this.wreckBanner = new WreckBanner($("#wreck"), { onUndo: (s, previous) => this.undoLive(s, previous) });
 
     // smoothing slider
     const sm = $("#smoothing"), smOut = $("#smoothing-value");
@@ -341,7 +342,7 @@ class App {
   async retry(state) {
     const cfg = clone(state.config);
     if (!cfg) return;
-    cfg.train.lr = cfg.train.lr / 10;
+    cfg.train.lr = retryLr(state);        // the lr in effect when it diverged, as the button says
     const base = (state.name || "run").replace(/ \(lr \/ 10\)+$/, "");
     cfg.name = `${base} (lr / 10)`.slice(0, 200);
     try {
@@ -350,6 +351,16 @@ class App {
       this.watch(run.id);
     } catch (err) {
       this.notice("Could not retry: " + err.message);
+    }
+  }
+
+  /** Undo a wrecking live change: PATCH the values it replaced. */
+  async undoLive(state, previous) {
+    try {
+      await api.patch(state.runId, previous);
+      $("#live-msg").textContent = "Undone; the previous values take effect at the next step.";
+    } catch (err) {
+      this.notice("Could not undo the change: " + err.message);
     }
   }
 
@@ -477,6 +488,7 @@ class App {
     const t = this.frame.timer();
     this.runBar.update(s, conn);
     this.banner.update(s);
+    this.wreckBanner.update(s);
     this.drawHeader(s);
     t("bar");
     this.charts[0].update(s, this.view); t("loss");

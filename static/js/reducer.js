@@ -67,6 +67,7 @@ export function initialRunState(runId, run = null) {
     pauses: [],             // [{step, type: "paused"|"resumed"}]
     diverged: null,
     finished: null,
+    ...wreckState(),
   };
 }
 
@@ -182,7 +183,74 @@ export function reduceRun(state, ev) {
     default:
       break; // unknown events are ignored, never fatal
   }
+  foldWreck(state, ev);
   return state;
+}
+
+// ---------------------------------------------------------------- live changes that wreck a run
+// A live change (hparams_changed) is judged by the first evaluation after it, against the last
+// evaluation before it. It "wrecked" the run when the test accuracy fell by more than
+// WRECK_DROP (10 points: far beyond the eval-to-eval noise of a healthy run, e.g. lr 50 on
+// Nielsen's net: 93% -> 31.8%), or when the test error at least doubled with a fall of
+// WRECK_MIN_DROP or more (a 99% net falling to 95% has lost most of its margin). Changes made
+// between two evaluations are judged together; undoing means setting their first `previous`.
+
+export const WRECK_DROP = 0.10;
+export const WRECK_MIN_DROP = 0.03;
+
+function wreckState() {
+  return {
+    wreckWatch: { lastEval: null, pending: null },   // internal to the fold
+    wrecks: [],   // [{step, changeStep, changes, previous, before: {step, acc}, after: {step, acc}, reason, undone}]
+  };
+}
+
+/** Why `after` is a sharp fall from `before` (test accuracies in 0..1), or null. */
+export function wreckReason(before, after) {
+  const drop = before - after;
+  const pts = (x) => `${(x * 100).toFixed(1)} points`;
+  if (drop > WRECK_DROP) return `test accuracy fell ${pts(drop)}`;
+  if (drop >= WRECK_MIN_DROP && 1 - after >= 2 * (1 - before)) return `test error more than doubled (accuracy fell ${pts(drop)})`;
+  return null;
+}
+
+function foldWreck(state, ev) {
+  const w = state.wreckWatch;
+  if (ev.type === "hparams_changed") {
+    const ch = ev.changes || {}, prev = ev.previous || {};
+    for (const x of state.wrecks) {
+      if (x.undone == null && Object.keys(x.previous).length && Object.entries(x.previous).every(([k, v]) => ch[k] === v)) x.undone = ev.step;
+    }
+    w.pending = w.pending
+      ? { ...w.pending, changes: { ...w.pending.changes, ...ch }, previous: { ...prev, ...w.pending.previous } }
+      : { step: ev.step, changes: { ...ch }, previous: { ...prev }, before: w.lastEval };
+  } else if (ev.type === "eval" && typeof ev.test_accuracy === "number") {
+    const cur = { step: ev.step, acc: ev.test_accuracy };
+    const p = w.pending;
+    const reason = p && p.before ? wreckReason(p.before.acc, cur.acc) : null;
+    if (reason) {
+      state.wrecks = [...state.wrecks, { step: ev.step, changeStep: p.step, changes: p.changes, previous: p.previous,
+        before: p.before, after: cur, reason, undone: null }];
+    }
+    w.pending = null;
+    w.lastEval = cur;
+  }
+}
+
+/** The learning rate in effect: the config's, then each live change (the lr a retry divides). */
+export function lrInEffect(state) {
+  if (state.hparams && typeof state.hparams.lr === "number") return state.hparams.lr;
+  if (state.diverged && typeof state.diverged.lr === "number") return state.diverged.lr;
+  return state.config && state.config.train ? state.config.train.lr : null;
+}
+
+/** The newest evaluation before a divergence, `{step, acc}` (null if there was none). */
+export function lastGoodEval(state) {
+  const e = state.evals;
+  for (let j = e.n - 1; j >= 0; j--) {
+    if (typeof e.testAccuracy[j] === "number" && (!state.diverged || e.step[j] < state.diverged.step)) return { step: e.step[j], acc: e.testAccuracy[j] };
+  }
+  return null;
 }
 
 /** The decoded {kernels, featureMaps} of a snapshot (cached on it). */

@@ -64,7 +64,9 @@ function axisStyle(extra = {}) {
     font: "12px system-ui, sans-serif", ...extra };
 }
 
-/** Draws vertical markers (hyperparameter changes, divergence) behind the series. */
+/** Draws vertical markers (hyperparameter changes, divergence) behind the series. Labels of
+ *  `row: 1` markers (a fall in accuracy) go on a second line, so an lr marker's label does not
+ *  hide them. */
 function markerPlugin(getMarkers) {
   return {
     hooks: {
@@ -77,19 +79,20 @@ function markerPlugin(getMarkers) {
         ctx.save();
         ctx.font = `${11 * dpr}px system-ui, sans-serif`;
         ctx.textBaseline = "top";
-        let lastLabelX = -Infinity;
+        const lastLabelX = [-Infinity, -Infinity];
         for (const m of marks) {
           const x = Math.round(u.valToPos(m.step, "x", true));
           if (x < left || x > left + width) continue;
           ctx.strokeStyle = m.color; ctx.lineWidth = dpr * 1.5;
           ctx.setLineDash([4 * dpr, 3 * dpr]);
           ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
-          if (x - lastLabelX > 80 * dpr) {
+          const row = m.row || 0;
+          if (x - lastLabelX[row] > 80 * dpr) {
             ctx.fillStyle = m.color;
             const tw = ctx.measureText(m.label).width;
             const tx = x + 4 * dpr + tw > left + width ? x - 4 * dpr - tw : x + 4 * dpr;
-            ctx.fillText(m.label, tx, top + 2 * dpr);
-            lastLabelX = x;
+            ctx.fillText(m.label, tx, top + (2 + 14 * row) * dpr);
+            lastLabelX[row] = x;
           }
         }
         ctx.restore();
@@ -105,6 +108,10 @@ export function markerList(state) {
     out.push({ step: m.step, label: parts.join(", "), color: COLORS.marker });
   }
   if (state.diverged) out.push({ step: state.diverged.step, label: "diverged", color: COLORS.diverged });
+  // a live change after which accuracy fell sharply (reducer.js: wrecks), at the eval that showed it
+  for (const w of state.wrecks || []) {
+    out.push({ step: w.step, label: `test ${fmtPct(w.before.acc, 1)} → ${fmtPct(w.after.acc, 1)}${w.undone != null ? " (undone)" : ""}`, color: COLORS.diverged, row: 1 });
+  }
   return out;
 }
 
@@ -211,7 +218,7 @@ export class RunChart extends ZoomableChart {
     const p = state.progress, ev = state.evals;
     const smoothing = this.kind.solid ? 0 : view.smoothing;
     const { width } = this.size();
-    const key = `${p.n}|${ev.n}|${state.markers.length}|${!!state.diverged}|${smoothing}|${this.log}|${this.zoom}|${width}`;
+    const key = `${p.n}|${ev.n}|${state.markers.length}|${!!state.diverged}|${(state.wrecks || []).map((w) => `w${w.undone}`).join()}|${smoothing}|${this.log}|${this.zoom}|${width}`;
     if (key === this.key) return;
     this.key = key;
     if (this.u.width !== width) this.u.setSize(this.size());
@@ -262,6 +269,8 @@ export class RunChart extends ZoomableChart {
         const [tr, te] = this.kind.evals;
         txt += ` · eval at ${fmtInt(ev.step[ev.n - 1])}: train ${this.kind.fmt(ev[tr[0]][ev.n - 1])}, test ${this.kind.fmt(ev[te[0]][ev.n - 1])}`;
       }
+      const w = this.kindName === "accuracy" && state.wrecks && state.wrecks[state.wrecks.length - 1];
+      if (w) txt += ` · test fell ${fmtPct(w.before.acc, 1)} → ${fmtPct(w.after.acc, 1)} after the change at step ${fmtInt(w.changeStep)}${w.undone != null ? " (undone)" : ""}`;
       this.readout.textContent = txt;
     } else {
       this.readout.textContent = "No points yet.";

@@ -2,6 +2,7 @@
 // and images/s, and the connection state. Plus the diverged/failed banner.
 
 import { h, clear, fmtInt, fmtDuration, fmtPct, fmtNum } from "./dom.js";
+import { lrInEffect, lastGoodEval } from "../reducer.js";
 
 export class RunBar {
   constructor(els, { onStart, onCommand }) {
@@ -22,7 +23,7 @@ export class RunBar {
   update(state, conn) {
     const s = state ? state.status : null;
     const latest = state && state.latest;
-    const key = state ? `${state.runId}|${s}|${latest ? latest.step : -1}|${conn}|${!!state.finished}|${state.totalSteps}` : `none|${conn}`;
+    const key = state ? `${state.runId}|${s}|${latest ? latest.step : -1}|${conn}|${!!state.finished}|${state.totalSteps}|${!!state.diverged}|${state.evals.n}` : `none|${conn}`;
     if (key === this.key) return;
     this.key = key;
     this.pause.disabled = s !== "running" && s !== "queued";
@@ -37,7 +38,13 @@ export class RunBar {
     else { this.progress.removeAttribute("value"); if (!state) { this.progress.max = 1; this.progress.value = 0; } }
     let text = "";
     if (state) {
-      if (state.finished) {
+      if (state.diverged) {
+        // the last evaluation is from before the divergence: never the run's result
+        const f = state.finished, good = lastGoodEval(state);
+        text = `diverged at step ${fmtInt(state.diverged.step)} · ` +
+          (good ? `last good: test ${fmtPct(good.acc)} at step ${fmtInt(good.step)}` : "no evaluation before it") +
+          (f ? ` · ${fmtInt(f.step)} steps in ${fmtDuration(f.wall_seconds)}` : "");
+      } else if (state.finished) {
         const f = state.finished;
         text = `${fmtInt(f.step)} steps in ${fmtDuration(f.wall_seconds)} · ${fmtInt(f.images_per_second)} img/s` +
           (f.test_accuracy != null ? ` · test ${fmtPct(f.test_accuracy)}` : "");
@@ -75,10 +82,53 @@ export class Banner {
       this.el.className = "banner diverged";
       this.el.append(
         h("div", {}, h("strong", {}, `Diverged at step ${fmtInt(d.step)}`), `: ${d.reason}, in ${d.where}. `, h("span", {}, cap(d.suggestion) + ".")),
-        h("button", { type: "button", class: "primary", onclick: () => this.onRetry(state) }, `Retry with lr / 10 (${fmtNum(d.lr / 10, 3)})`));
+        h("button", { type: "button", class: "primary", onclick: () => this.onRetry(state) }, `Retry with lr / 10 (${fmtNum(retryLr(state), 3)})`));
     } else {
       this.el.className = "banner failed";
       this.el.append(h("div", {}, h("strong", {}, state.status === "failed" ? "The run failed" : "The run was interrupted"), state.error ? `: ${state.error}` : "."));
+    }
+  }
+}
+
+/** The lr a retry starts with: a tenth of the one in effect when the run diverged (live
+ *  changes included), the same number on the button and in the new run's config. */
+export function retryLr(state) {
+  const lr = lrInEffect(state);
+  return lr == null ? null : lr / 10;
+}
+
+const hpName = (k) => (k === "weight_decay" ? "weight decay" : k);
+const hpList = (o) => Object.entries(o).map(([k, v]) => `${hpName(k)} ${fmtNum(v, 4)}`).join(", ");
+
+/** A live change after which the test accuracy fell sharply (reducer.js: wrecks), with Undo
+ *  (PATCH the previous values back) while the run is running or paused. */
+export class WreckBanner {
+  constructor(el, { onUndo }) {
+    this.el = el;
+    this.onUndo = onUndo;
+    this.key = "";
+  }
+  update(state) {
+    const w = state && state.wrecks.length ? state.wrecks[state.wrecks.length - 1] : null;
+    const live = !!state && (state.status === "running" || state.status === "paused");
+    const key = w ? `${state.runId}|${w.step}|${w.undone}|${live}` : "";
+    if (key === this.key) return;
+    this.key = key;
+    clear(this.el);
+    this.el.hidden = !w;
+    if (!w) return;
+    const msg = h("div", {},
+      h("strong", {}, `Test accuracy fell from ${fmtPct(w.before.acc)} to ${fmtPct(w.after.acc)}`),
+      ` after the live change to ${hpList(w.changes)} at step ${fmtInt(w.changeStep)} (${w.reason}; evaluations at steps ${fmtInt(w.before.step)} and ${fmtInt(w.after.step)}). `);
+    if (w.undone != null) msg.append(`Undone at step ${fmtInt(w.undone)}: ${hpList(w.previous)} again.`);
+    else if (!live) msg.append(`It was kept until the run ended (${state.status}).`);
+    this.el.append(msg);
+    if (w.undone == null && live && Object.keys(w.previous).length) {
+      const btn = h("button", { type: "button", class: "primary", onclick: async () => {
+        btn.disabled = true;
+        try { await this.onUndo(state, w.previous); } finally { btn.disabled = false; }
+      } }, `Undo: set ${hpList(w.previous)}`);
+      this.el.append(btn);
     }
   }
 }

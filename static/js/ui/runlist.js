@@ -85,9 +85,20 @@ export class RunList {
       clear(row.status).append(statusBadge(r.status));
       if (r.error) row.status.append(h("div", { class: "small error-text", title: r.error }, r.error.length > 60 ? r.error.slice(0, 57) + "…" : r.error));
     }
-    text(row.step, `${(step || 0).toLocaleString("en-US")}${total ? " / " + total.toLocaleString("en-US") : ""}`);
-    text(row.loss, r.final && r.final.test_loss != null ? fmtNum(r.final.test_loss, 4) : r.latest ? fmtNum(r.latest.loss, 4) : "–");
-    text(row.acc, acc != null ? fmtPct(acc) : "–");
+    if (r.status === "diverged") {
+      // the step it diverged at is the one after the last applied step; the accuracy on record
+      // is the last evaluation before it, never the run's result
+      const at = (step || 0) + 1;
+      text(row.step, `diverged at step ${at.toLocaleString("en-US")}`);
+      text(row.loss, "–");
+      text(row.acc, acc != null ? `last good: ${fmtPct(acc)}` : "–");
+      row.acc.title = "the last evaluation before the run diverged (not its result)";
+    } else {
+      text(row.step, `${(step || 0).toLocaleString("en-US")}${total ? " / " + total.toLocaleString("en-US") : ""}`);
+      text(row.loss, r.final && r.final.test_loss != null ? fmtNum(r.final.test_loss, 4) : r.latest ? fmtNum(r.latest.loss, 4) : "–");
+      text(row.acc, acc != null ? fmtPct(acc) : "–");
+      row.acc.removeAttribute("title");
+    }
     text(row.time, secs != null ? fmtDuration(secs) : "–");
     // weights_step: null until an active run has saved weights (and for imported ones)
     const noWeights = r.weights_step === null && ["queued", "running", "paused"].includes(r.status);
