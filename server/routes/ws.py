@@ -97,6 +97,15 @@ class _Client:
             await asyncio.wait_for(self.ws.close(code, (self.close_reason or reason)[:120]), 2)
 
 
+def parse_seq(raw: str) -> int | None:
+    """``raw`` as a seq, or None. ASCII digits only: ``str.isdigit`` and ``int`` also take
+    other scripts' digits (``"\u0663"`` is 3 to ``int``; ``"\u00b2"`` passes ``isdigit`` and
+    then fails ``int``); 18 digits keep it within SQLite's 64-bit integers."""
+    if not (0 < len(raw) <= 18 and raw.isascii() and raw.isdigit()):
+        return None
+    return int(raw)
+
+
 def frame(texts: list[str]) -> str:
     """One websocket frame: a JSON array of events (each already JSON text), oldest first."""
     return "[" + ",".join(texts) + "]"
@@ -123,10 +132,11 @@ async def run_stream(ws: WebSocket, run_id: str):
     most ~40 frames a second (fewer with many clients) however fast the run emits."""
     manager: RunManager = ws.app.state.manager
     raw = ws.query_params.get("after_seq", "0")
-    if not raw.isdigit() or len(raw) > 18:
+    after = parse_seq(raw)
+    if after is None:
         return await _deny(ws, 422, ["query", "after_seq"],
-                           f"after_seq must be a non-negative integer, got {raw[:40]!r}")
-    after = int(raw)
+                           "after_seq must be a non-negative integer of at most 18 ASCII "
+                           f"digits, got {raw[:40]!r}")
     run = manager.runs.get(run_id) if is_run_id(run_id) else None
     if run is None:
         return await _deny(ws, 404, ["path", "run_id"], f"run {run_id[:40]!r} not found")

@@ -152,3 +152,24 @@ def test_never_reading_client_is_dropped_alone(server, api):
     assert_contiguous(msgs)
     health = api.get("/api/health").json()
     assert health["clients"] == 0
+
+
+def test_after_seq_takes_ascii_digits_only(server, api):
+    """int() reads Arabic-Indic or fullwidth digits as numbers; the contract says a
+    non-negative integer, so they are refused like any other bad after_seq."""
+    from urllib.parse import quote
+    run = create(api, SHORT)
+    wait_status(api, run["id"], TERMINAL)
+    url = f"{server.ws_url}/ws/runs/{run['id']}"
+
+    async def refusal(value: str):
+        try:
+            async with websockets.connect(f"{url}?after_seq={quote(value)}", open_timeout=20):
+                return 101, None
+        except websockets.InvalidStatus as e:
+            import json
+            return e.response.status_code, json.loads(e.response.body)["detail"][0]["loc"]
+    for value in ("\u0663", "1\u0660", "\uff13", "\u00b2", "\u0967", "1" * 19, "+3", " 3", ""):
+        assert asyncio.run(refusal(value)) == (422, ["query", "after_seq"]), repr(value)
+    msgs, code = asyncio.run(collect(f"{url}?after_seq=2"))
+    assert code == 1000 and msgs[0]["seq"] == 3
