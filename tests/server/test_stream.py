@@ -212,3 +212,4 @@ def test_clients_that_read_get_every_event_of_a_fast_run_exactly_once(make_serve
         assert not missing, f"{len(missing)} events missing, from seq {missing[0]}"
         assert seqs == expected                  # each exactly once, in order
         assert msgs[-1]["status"] == "completed"
+    assert "Traceback" not in s.output()
