@@ -252,3 +252,41 @@ def test_a_storage_failure_fails_the_run_and_tells_live_clients(manager, store):
     assert [(m.kind, m.transient) for m in got][-1] == ("status", True) and code == 1011
     assert all(m.kind != "paused" for m in got)           # never stored, never streamed
     assert stored_seqs(store, run.id) == list(range(1, before + 1))
+
+
+# ------------------------------------------------------------------ through the run stream
+
+
+def test_a_stream_client_behind_the_tail_catches_up_from_the_store(tmp_path):
+    """The app in-process (no worker): one write of 300 events into an 8-message tail leaves
+    the client behind; it must get every stored event exactly once (it lost 292 before)."""
+    import json
+
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from server.main import create_app
+
+    app = create_app(Settings(data_dir=tmp_path, max_workers=1, client_queue_size=8))
+    with TestClient(app, base_url="http://localhost") as client:
+        m = app.state.manager
+        m.pool.max_workers = 0          # the test plays the worker
+        config, summary = validate_config(get_preset("mlp"))
+        run = client.portal.call(m.create, config, summary, "mlp")
+        client.portal.call(m._set_status, run, "running")
+        got, code = [], None
+        with client.websocket_connect(f"ws://localhost/ws/runs/{run.id}") as ws:
+            got += json.loads(ws.receive_text())          # the replay: queued, running
+            client.portal.call(m._on_messages, run.id,
+                               [event(progress(s)) for s in range(1, 301)])
+            client.portal.call(m._on_messages, run.id, [event(
+                {"type": "run_finished", "status": "completed", "step": 300})])
+            try:
+                for _ in range(1000):
+                    got += json.loads(ws.receive_text())
+            except WebSocketDisconnect as e:
+                code = e.code
+        last = run.last_seq
+    assert code == 1000 and last == 2 + 300 + 2
+    assert [e["seq"] for e in got] == list(range(1, last + 1))
+    assert [e["step"] for e in got if e["type"] == "progress"] == list(range(1, 301))
