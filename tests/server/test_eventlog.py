@@ -3,6 +3,7 @@ right after its cause, the snapshot throttle, and a full disk."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -148,7 +149,6 @@ def test_snapshots_are_throttled_live_and_in_storage_and_the_last_is_kept(store)
         log.add({"type": "run_finished", "step": 6})
         assert log.write()
     asyncio.run(scenario())
-    import json
     sent = [json.loads(m.text) for m in b.seen]
     assert [(m["type"], m["step"], m["seq"], m.get("transient", False)) for m in sent] == [
         ("snapshot", 1, 2, False), ("progress", 3, 3, False), ("snapshot", 4, 3, True),
@@ -228,7 +228,8 @@ def test_a_state_change_is_stored_in_the_same_write_right_after_its_cause(manage
     (fields, rows), = store.appends[-1].values()
     assert [r[1] for r in rows] == ["snapshot", "run_finished", "status"]
     assert fields["status"] == "completed" and fields["final"]["test_accuracy"] == 0.5
-    assert run.status == "completed" and run.last_seq == rows[-1][0] == row(store, run.id)["last_seq"]
+    assert run.status == "completed"
+    assert run.last_seq == rows[-1][0] == row(store, run.id)["last_seq"]
     assert stored_seqs(store, run.id) == list(range(1, run.last_seq + 1))
     assert [m.seq for m in frames] == list(range(3, run.last_seq + 1)) and code == 1000
 
@@ -257,11 +258,10 @@ def test_a_storage_failure_fails_the_run_and_tells_live_clients(manager, store):
 # ------------------------------------------------------------------ through the run stream
 
 
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 def test_a_stream_client_behind_the_tail_catches_up_from_the_store(tmp_path):
     """The app in-process (no worker): one write of 300 events into an 8-message tail leaves
     the client behind; it must get every stored event exactly once (it lost 292 before)."""
-    import json
-
     from starlette.testclient import TestClient
     from starlette.websockets import WebSocketDisconnect
 
