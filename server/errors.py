@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .manager import InvalidChanges, RunConflict, RunError, RunNotFound, StorageUnavailable
+
 
 class ApiError(Exception):
     """Raise from anywhere in a request: becomes ``status`` with one or more errors."""
@@ -55,6 +57,22 @@ def error_response(status: int, errors: list[dict], headers: dict | None = None)
     return JSONResponse(error_body(errors), status_code=status, headers=headers)
 
 
+#: the run lifecycle's errors (server/manager.py) over HTTP: status and where the problem is
+RUN_ERRORS: dict[type, tuple[int, list]] = {
+    RunNotFound: (404, ["path", "run_id"]),
+    RunConflict: (409, ["path", "run_id"]),
+    StorageUnavailable: (503, ["data_dir"]),
+    InvalidChanges: (422, []),          # each error's loc is inside the PATCH body
+}
+
+
+def run_error(exc: RunError) -> tuple[int, list[dict]]:
+    status, loc = next(v for cls, v in RUN_ERRORS.items() if isinstance(exc, cls))
+    if isinstance(exc, InvalidChanges):
+        return status, [{"loc": loc + e["loc"], "msg": e["msg"]} for e in exc.errors]
+    return status, [{"loc": loc, "msg": str(exc)}]
+
+
 def _pydantic_msg(err: dict) -> str:
     loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
     field = ".".join(loc) or "body"
@@ -75,6 +93,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
         return error_response(exc.status, exc.errors, exc.headers)
+
+    @app.exception_handler(RunError)
+    async def _run_error(request: Request, exc: RunError):
+        return error_response(*run_error(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):

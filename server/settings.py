@@ -52,7 +52,9 @@ class Settings(BaseSettings):
                                         description="how long pause/resume/stop wait to report "
                                                     "the new state")
     # Streaming and storage.
-    client_queue_size: int = Field(512, ge=8, description="messages buffered per websocket client")
+    client_queue_size: int = Field(512, ge=8, description="newest messages kept in memory per "
+                                                          "stream; a client further behind reads "
+                                                          "the rest from the database")
     client_stuck_seconds: float = Field(10.0, gt=0,
                                         description="a client whose send blocks this long is dropped")
     snapshot_live_interval: float = Field(0.25, ge=0,

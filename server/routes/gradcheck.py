@@ -9,6 +9,7 @@ from engine import DatasetError
 from ..deps import ManagerDep
 from ..errors import ApiError
 from ..inference import gradcheck
+from ..manager import RunNotFound
 from ..schemas import GradcheckBody, GradcheckOut, errors
 
 router = APIRouter(prefix="/api/gradcheck", tags=["gradcheck"])
@@ -27,7 +28,7 @@ async def check_gradients(body: GradcheckBody, manager: ManagerDep):
         if body.run_id is not None:
             try:
                 run = manager.get(body.run_id)
-            except ApiError:
+            except RunNotFound:
                 raise ApiError(404, ["body", "run_id"],
                                f"run {body.run_id[:40]!r} not found") from None
             return await run_in_threadpool(gradcheck, run.config, None, None,

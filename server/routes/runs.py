@@ -64,17 +64,17 @@ def validate(cfg: dict) -> tuple[dict, dict]:
              summary="Create a run (queued, then started when a worker is free)")
 async def create_run(body: RunCreate, manager: ManagerDep):
     config, summary, preset = build_config(body)
-    return manager.create(config, summary, preset).public()
+    return manager.create(config, summary, preset).row()
 
 
 @router.get("", response_model=RunList, summary="All runs, newest first")
 async def list_runs(manager: ManagerDep):
-    return {"runs": [r.public() for r in manager.list()]}
+    return {"runs": [r.row() for r in manager.list()]}
 
 
 @router.get("/{run_id}", response_model=RunOut, responses=errors(404))
 async def get_run(run: RunDep):
-    return run.public()
+    return run.row()
 
 
 @router.delete("/{run_id}", status_code=204, response_class=Response,
@@ -88,19 +88,19 @@ async def delete_run(run: RunDep, manager: ManagerDep):
 @router.post("/{run_id}/stop", response_model=RunOut, responses=errors(403, 404),
              summary="Stop (harmless if finished)")
 async def stop_run(run: RunDep, manager: ManagerDep):
-    return (await manager.stop(run)).public()
+    return (await manager.stop(run)).row()
 
 
 @router.post("/{run_id}/pause", response_model=RunOut,
              responses=errors(403, 404, e409="the run is not running (nor paused already)"))
 async def pause_run(run: RunDep, manager: ManagerDep):
-    return (await manager.pause(run)).public()
+    return (await manager.pause(run)).row()
 
 
 @router.post("/{run_id}/resume", response_model=RunOut,
              responses=errors(403, 404, e409="the run is not paused (nor running already)"))
 async def resume_run(run: RunDep, manager: ManagerDep):
-    return (await manager.resume(run)).public()
+    return (await manager.resume(run)).row()
 
 
 @router.patch("/{run_id}", response_model=RunOut, responses=errors(403, 404, 413, 422,
@@ -108,4 +108,4 @@ async def resume_run(run: RunDep, manager: ManagerDep):
               summary="Change lr, momentum or weight_decay from the next step on")
 async def patch_run(body: HparamsPatch, run: RunDep, manager: ManagerDep):
     changes = body.model_dump(exclude_none=True)
-    return manager.set_hparams(run, changes).public()
+    return manager.set_hparams(run, changes).row()

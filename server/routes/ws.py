@@ -4,9 +4,12 @@
 reads the last chunk and subscribes in the same tick of the event loop (no await
 in between). Events are stored and broadcast on that same thread, so nothing can
 fall between the replay and the live stream, and live messages with
-``seq <= cursor`` are skipped: no gap, no duplicate. Its frames are JSON arrays of
-events (many per frame: one websocket message per event cost the server, and the
-worker training beside it, more than the events themselves).
+``seq <= cursor`` are skipped: no gap, no duplicate. A client that falls behind the
+broadcaster's tail (it reads slowly, or the server published a large batch at once) does
+the same again from its cursor: it reads what it missed from the store and rejoins the
+tail, so every client that reads gets every stored event once, however fast the run.
+Its frames are JSON arrays of events (many per frame: one websocket message per event
+cost the server, and the worker training beside it, more than the events themselves).
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ class _Client:
         self.close_code: int | None = None
         self.close_reason = ""
         self.sub = None
+        self.cursor = 0                  # the newest seq sent (run streams)
         self.watcher: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -97,6 +101,15 @@ class _Client:
             await asyncio.wait_for(self.ws.close(code, (self.close_reason or reason)[:120]), 2)
 
 
+def parse_seq(raw: str) -> int | None:
+    """``raw`` as a seq, or None. ASCII digits only: ``str.isdigit`` and ``int`` also take
+    other scripts' digits (``"\u0663"`` is 3 to ``int``; ``"\u00b2"`` passes ``isdigit`` and
+    then fails ``int``); 18 digits keep it within SQLite's 64-bit integers."""
+    if not (0 < len(raw) <= 18 and raw.isascii() and raw.isdigit()):
+        return None
+    return int(raw)
+
+
 def frame(texts: list[str]) -> str:
     """One websocket frame: a JSON array of events (each already JSON text), oldest first."""
     return "[" + ",".join(texts) + "]"
@@ -123,10 +136,11 @@ async def run_stream(ws: WebSocket, run_id: str):
     most ~40 frames a second (fewer with many clients) however fast the run emits."""
     manager: RunManager = ws.app.state.manager
     raw = ws.query_params.get("after_seq", "0")
-    if not raw.isdigit() or len(raw) > 18:
+    after = parse_seq(raw)
+    if after is None:
         return await _deny(ws, 422, ["query", "after_seq"],
-                           f"after_seq must be a non-negative integer, got {raw[:40]!r}")
-    after = int(raw)
+                           "after_seq must be a non-negative integer of at most 18 ASCII "
+                           f"digits, got {raw[:40]!r}")
     run = manager.runs.get(run_id) if is_run_id(run_id) else None
     if run is None:
         return await _deny(ws, 404, ["path", "run_id"], f"run {run_id[:40]!r} not found")
@@ -135,38 +149,60 @@ async def run_stream(ws: WebSocket, run_id: str):
     code, reason = 1000, "run finished"
     with contextlib.ExitStack() as stack:
         try:
-            cursor = after
+            client.cursor, sub = after, None
             while True:
-                rows = manager.store.events_after(run.id, cursor, REPLAY_CHUNK)
-                if len(rows) < REPLAY_CHUNK or run.id not in manager.runs:
-                    # no await between this read and the subscription
-                    sub = client.sub = stack.enter_context(
-                        manager.broadcaster.subscription(run.id))
-                    finished = run.status in TERMINAL or run.id not in manager.runs
+                # stored events after the cursor, then the live tail: at first, and again
+                # whenever this client falls behind the tail (broadcast.py)
+                while True:
+                    rows = manager.store.events_after(run.id, client.cursor, REPLAY_CHUNK)
+                    if len(rows) < REPLAY_CHUNK or run.id not in manager.runs:
+                        # no await between this read and joining the live tail
+                        if sub is None:
+                            sub = client.sub = stack.enter_context(
+                                manager.broadcaster.subscription(run.id))
+                        else:
+                            sub.resync()
+                        finished = run.status in TERMINAL or run.id not in manager.runs
+                        break
+                    await _send_rows(client, rows)
+                await _send_rows(client, rows)
+                if finished:
+                    if sub.closed:          # e.g. the run failed to store its events (1011)
+                        code, reason = sub.close_code, sub.closed
                     break
-                for part in chunks(rows):
-                    await client.send(frame([text for _, text in part]))
-                cursor = rows[-1][0]
-            for part in chunks(rows):
-                await client.send(frame([text for _, text in part]))
-            if rows:
-                cursor = rows[-1][0]
-            while not finished:
-                if not await sub.ready():      # the channel's next wake-up (broadcast.py)
+                if not await _send_live(client, sub):
                     code, reason = sub.close_code, sub.closed or ""
                     break
-                texts = []
-                for msg in sub.take(FRAME_EVENTS, FRAME_CHARS):
-                    if msg.transient:
-                        texts.append(msg.text)
-                    elif msg.seq > cursor:
-                        texts.append(msg.text)
-                        cursor = msg.seq
-                if texts:
-                    await client.send(frame(texts))
         except _Gone:
             pass
         await client.finish(code, reason)
+
+
+async def _send_rows(client: _Client, rows: list[tuple[int, str]]) -> None:
+    """Send stored ``(seq, text)`` rows in frames, oldest first."""
+    for part in chunks(rows):
+        await client.send(frame([text for _, text in part]))
+        client.cursor = part[-1][0]
+
+
+async def _send_live(client: _Client, sub) -> bool:
+    """Send what the broadcaster wakes this client with (stored events newer than its cursor,
+    and transient ones). True when the client fell behind the tail (the caller catches up
+    from the store), False when the subscription ended."""
+    while await sub.ready():             # the channel's next wake-up (broadcast.py)
+        msgs = sub.take(FRAME_EVENTS, FRAME_CHARS)
+        if msgs is None:
+            return True
+        texts = []
+        for msg in msgs:
+            if msg.transient:
+                texts.append(msg.text)
+            elif msg.seq > client.cursor:
+                texts.append(msg.text)
+                client.cursor = msg.seq
+        if texts:
+            await client.send(frame(texts))
+    return False
 
 
 @router.websocket("/ws/runs")

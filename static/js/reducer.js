@@ -89,7 +89,7 @@ export function withRunInfo(state, run) {
 
 export function reduceRun(state, ev) {
   if (ev.transient) {
-    // A live-only snapshot (server/manager.py: streamed but not stored) carries the seq of the
+    // A live-only snapshot (server/eventlog.py: streamed but not stored) carries the seq of the
     // newest stored event: fold it without moving lastSeq, unless it is older than what we show.
     if (state.snapshot && ev.step < state.snapshot.step) return state;
   } else if (typeof ev.seq === "number") {

@@ -1,7 +1,10 @@
 // Data flows one way, over websockets (server/API.md). A RunStream follows one run's events,
 // which arrive as frames holding a JSON array of events, oldest first (one frame per ~25 ms);
-// it reconnects with ?after_seq=<last seq folded> and exponential backoff, so a dropped
-// connection or a 1013 "too slow" close resumes with no gap and no duplicate.
+// the server never thins them (a client that falls behind is sent the rest from storage).
+// It reconnects with ?after_seq=<last seq folded> and exponential backoff, so a dropped
+// connection resumes with no gap and no duplicate. It stops once the run is done (the server
+// closes with 1000 after its final status) and on 1008/4403/4404 (gone or not allowed); any
+// other close (1001 shutdown, 1011 storage failure, a lost link) reconnects.
 
 import { wsUrl } from "./api.js";
 

@@ -1,4 +1,4 @@
-"""The broadcaster in-process: what one wake-up delivers, big backlogs, coalescing, closing."""
+"""The broadcaster in-process: what one wake-up delivers, big backlogs, lagging, closing."""
 from __future__ import annotations
 
 import asyncio
@@ -59,7 +59,26 @@ def test_frames_respect_the_size_cap_but_carry_a_big_message_alone():
     assert run(scenario()) == [[1], [2, 3, 4, 5]]
 
 
-def test_a_client_that_does_not_read_has_progress_coalesced_then_is_dropped():
+def test_a_burst_bigger_than_the_tail_is_never_thinned_silently():
+    """Finding 2: the server stored 1,000 events in one callback (it had fallen behind), and
+    every client, reading or not, lost the same oldest progress events without a word. Now
+    nothing is dropped: the client is told it lags, and where to resume (its position)."""
+    async def scenario():
+        b = Broadcaster(64)
+        with b.subscription("r") as sub:
+            for seq in range(1, 1001):              # one callback: no client can run between
+                b.publish("r", progress(seq))
+            assert await sub.ready()
+            lagging, behind = sub.lagging, sub.take(FRAME_EVENTS, 1 << 20)
+            sub.resync()                            # (the run stream read 1..1000 from the store)
+            b.publish("r", progress(1001))
+            assert await sub.ready()
+            after = [m.seq for m in sub.take(FRAME_EVENTS, 1 << 20)]
+        return lagging, behind, after, b.dropped
+    assert run(scenario()) == (True, None, [1001], 0)
+
+
+def test_a_client_that_does_not_read_lags_alone_and_loses_nothing_it_can_take():
     async def scenario():
         b = Broadcaster(8)
         with b.subscription("r") as slow, b.subscription("r") as fast:
@@ -68,16 +87,43 @@ def test_a_client_that_does_not_read_has_progress_coalesced_then_is_dropped():
                 b.publish("r", progress(seq))
                 if await fast.ready():
                     got += [m.seq for m in fast.take(FRAME_EVENTS, 1 << 20)]
-            kept, coalesced = [m.seq for m in slow.queue], slow.coalesced
-            for seq in range(21, 30):   # evals push the 8 progress out, then it is dropped
-                b.publish("r", Message(seq, "eval", "{}"))
-                if await fast.ready():
-                    got += [m.seq for m in fast.take(FRAME_EVENTS, 1 << 20)]
-            return got, kept, coalesced, slow.closed, slow.close_code, b.dropped, fast.closed
-    got, kept, coalesced, closed, code, dropped, fast_closed = run(scenario())
-    assert got == list(range(1, 30)) and fast_closed is None
-    assert kept == list(range(13, 21)) and coalesced == 12       # the newest 8 progress kept
-    assert closed and code == 1013 and dropped == 1
+            kept = [m.seq for m in b.channels["r"].tail]
+            return got, kept, slow.lagging, fast.lagging, slow.closed, b.dropped
+    got, kept, slow_lags, fast_lags, closed, dropped = run(scenario())
+    assert got == list(range(1, 21)) and not fast_lags
+    assert kept == list(range(13, 21))          # one shared tail of the newest 8
+    assert slow_lags and closed is None and dropped == 0    # it catches up from the store
+
+
+def test_a_lagging_runs_feed_client_is_closed_with_1013():
+    """The runs feed has no store to catch up from: a client that fell off the tail is
+    closed (it reconnects and re-reads the list)."""
+    async def scenario():
+        b = Broadcaster(8)
+        with b.subscription("runs") as sub:
+            for i in range(20):
+                b.publish("runs", Message(None, "run_updated", str(i)))
+            return await sub.get(), sub.closed, sub.close_code, b.dropped
+    msg, closed, code, dropped = run(scenario())
+    assert msg is None and closed and code == 1013 and dropped == 1
+
+
+def test_publishing_is_shared_not_copied_per_client():
+    async def scenario():
+        b = Broadcaster(512)
+        subs = [b.subscription("r") for _ in range(50)]
+        entered = [s.__enter__() for s in subs]
+        for seq in range(1, 101):
+            b.publish("r", progress(seq))
+        held = len(b.channels["r"].tail)
+        firsts = set()
+        for sub in entered:
+            assert await sub.ready()
+            firsts.add(id(sub.take(FRAME_EVENTS, 1 << 20)[0]))
+        for s in subs:
+            s.__exit__(None, None, None)
+        return held, len(firsts), b.channels
+    assert run(scenario()) == (100, 1, {})      # one copy, one message object, freed at the end
 
 
 def test_close_with_drain_delivers_what_is_queued_then_ends():
