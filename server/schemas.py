@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from engine.spec import DATASET_FIELDS, DATASET_SHAPES, LAYER_FIELDS, TRAIN_FIELDS
+from engine.datasets import dataset_names
+from engine.spec import DATASET_FIELDS, LAYER_FIELDS, TRAIN_FIELDS
 
 MAX_LIST = 10_000          # longer lists are refused at the edge (the engine allows 200 layers)
 MAX_NAME = 200
@@ -74,7 +75,7 @@ def train_schema() -> dict:
 
 def dataset_schema() -> dict:
     """From engine.spec.DATASET_FIELDS, less ``path`` (a server path is never taken over HTTP)."""
-    props: dict[str, Any] = {"name": {"enum": list(DATASET_SHAPES), "default": "mnist"}}
+    props: dict[str, Any] = {"name": {"enum": list(dataset_names()), "default": "mnist"}}
     for name, rule in DATASET_FIELDS.items():
         if name not in ("name", "path"):
             props[name] = _field_schema(rule)
