@@ -178,6 +178,13 @@ def test_dense_first_layer_kernels_have_the_image_shape(tiny):
     assert snap.kernels.shape == (5, 12, 12, 3)
 
 
+def test_a_dataset_passed_to_the_trainer_must_match_the_record(tiny):
+    mnist_cfg = {**config(model=[{"type": "flatten"}, {"type": "dense", "units": 10}]),
+                 "dataset": {"name": "mnist"}}
+    with pytest.raises(DatasetError, match=r"\(12, 12, 3\) in 4 classes, but mnist"):
+        Trainer(mnist_cfg, dataset=load_dataset(synthetic.NAME))
+
+
 # --------------------------------------------------------------------------- .npz files
 
 
