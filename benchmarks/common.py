@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.datasets import Dataset
+from engine.datasets import Dataset, dataset_info
 from engine.model import Model
 from engine.presets import get_preset
 
@@ -18,10 +18,12 @@ def make_batches(data: Dataset, batch_size: int, seed: int = 0) -> list[tuple[np
 
 
 def engine_model(net: str, threads: int = 1) -> Model:
-    """The preset's network as an engine model, float32, with the preset's initialiser."""
+    """The preset's network as an engine model, float32, with the preset's initialiser; input
+    shape and classes are its dataset's."""
     cfg = get_preset(net)
-    return Model(cfg["model"], input_shape=(28, 28, 1), dtype="float32", seed=0,
-                 init=cfg["train"].get("init"), threads=threads)
+    info = dataset_info((cfg.get("dataset") or {}).get("name", "mnist"))
+    return Model(cfg["model"], input_shape=info.input_shape, num_classes=info.num_classes,
+                 dtype="float32", seed=0, init=cfg["train"].get("init"), threads=threads)
 
 
 def keep_freed_memory() -> bool:

@@ -27,8 +27,10 @@ def add_train_parser(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, help="evaluate on the first N test images")
-    p.add_argument("--dataset", help="mnist, fashion-mnist or digits8")
-    p.add_argument("--data-path", help="a folder holding the dataset's four IDX files")
+    p.add_argument("--dataset", help="mnist, fashion-mnist, digits8, or a <name>.npz registered "
+                                     "with BACKPROP_DATASETS=<folder>")
+    p.add_argument("--data-path", help="a folder holding the dataset's four IDX files "
+                                       "(or its <name>.npz)")
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--threads", type=int, metavar="N",
                    help="threads per training step (default $BACKPROP_THREADS, else 2); "

@@ -91,8 +91,10 @@ class Model:
         self.loss_name = loss
         self.loss_fn = LOSSES[loss]()
         # Inputs are pixels in [0, 1]; with (mean, std) they are standardised on the way in,
-        # so predictions and feature maps of raw pixels always match training.
-        self.normalize = tuple(normalize) if normalize else None
+        # so predictions and feature maps of raw pixels always match training. Kept per
+        # channel ((m1, ..), (s1, ..)); checkpoints from before the registry hold two scalars.
+        self.normalize = (tuple(tuple(float(v) for v in np.ravel(a)) for a in normalize)
+                          if normalize else None)
         rng = np.random.default_rng(seed)
         self.layers: list[Layer] = []
         shape = self.input_shape
@@ -122,11 +124,13 @@ class Model:
 
     @classmethod
     def from_config(cls, config: dict, threads: int = 1) -> "Model":
-        """Build from a validated run config (``{"model", "train", "dataset"}``)."""
-        from .spec import DATASET_SHAPES, DATASET_STATS
+        """Build from a validated run config (``{"model", "train", "dataset"}``); the input
+        shape, class count and mean/std (per channel) are the dataset record's."""
+        from .datasets import dataset_info
         tr, ds = config["train"], config["dataset"]
-        norm = DATASET_STATS[ds["name"]] if ds.get("normalize") == "standard" else None
-        return cls(config["model"], DATASET_SHAPES[ds["name"]], 10, loss=tr["loss"],
+        info = dataset_info(ds["name"])
+        norm = (info.mean, info.std) if ds.get("normalize") == "standard" else None
+        return cls(config["model"], info.input_shape, info.num_classes, loss=tr["loss"],
                    dtype=tr["dtype"], seed=tr["seed"], init=tr["init"], normalize=norm,
                    threads=threads)
 
@@ -144,8 +148,12 @@ class Model:
     def _standardise(self, x: np.ndarray) -> np.ndarray:
         if self.normalize is None:
             return x
+        # mean/std: one value per channel (broadcast over NHWC's last axis), or scalars in
+        # checkpoints saved before the dataset registry
         mean, std = self.normalize
-        return (x - x.dtype.type(mean)) * x.dtype.type(1.0 / std)  # a new array: x is untouched
+        mean = np.asarray(mean, dtype=x.dtype)
+        scale = (1.0 / np.asarray(std, dtype=np.float64)).astype(x.dtype)
+        return (x - mean) * scale  # a new array: x is untouched
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         x = self._standardise(x)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import datasets
 from .layers import conv_output_size
 
 MAX_LAYERS = 200
@@ -104,11 +105,7 @@ DATASET_FIELDS: dict[str, tuple] = {
     "path": ("path", None),
     "normalize": (("none", "standard"), "none"),
 }
-# Mean and standard deviation of each training set's pixels in [0, 1], for normalize="standard".
-DATASET_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530),
-                 "digits8": (0.1777, 0.2826)}
-DATASET_SHAPES = {"mnist": (28, 28, 1), "fashion-mnist": (28, 28, 1), "digits8": (8, 8, 1)}
-DATASET_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "digits8": 1_500}
+# A dataset's shape, classes, sizes and mean/std come from its record in engine.datasets.
 
 
 def _fmt(v: Any) -> str:
@@ -412,9 +409,10 @@ def _check_dataset(chk: _Checker, raw: Any) -> dict:
     ds = chk.fields("dataset", ["dataset"], raw if raw is not None else {}, DATASET_FIELDS)
     raw = raw if isinstance(raw, dict) else {}
     name = raw.get("name", "mnist")
-    if not isinstance(name, str) or name not in DATASET_SHAPES:
+    names = datasets.dataset_names()
+    if not isinstance(name, str) or name not in names:     # a list or dict name is unhashable
         chk.err(["dataset", "name"], f"dataset: name must be one of "
-                                     f"{', '.join(DATASET_SHAPES)}, got {_fmt(name)}")
+                                     f"{', '.join(names)}, got {_fmt(name)}")
         name = "mnist"
     ds["name"] = name
     path = raw.get("path")
@@ -444,9 +442,10 @@ def validate_config(cfg: Any, max_memory: int | None = None) -> tuple[dict, dict
         chk.err(["name"], "name must be printable text of at most 200 characters")
     train = _check_train(chk, cfg.get("train"))
     dataset = _check_dataset(chk, cfg.get("dataset"))
-    input_shape = DATASET_SHAPES[dataset["name"]]
+    info = datasets.dataset_info(dataset["name"])
     model, summary = validate_model(cfg.get("model", MISSING) if "model" in cfg else MISSING,
-                                    input_shape, 10, train.get("batch_size") or 64,
+                                    info.input_shape, info.num_classes,
+                                    train.get("batch_size") or 64,
                                     train.get("dtype") or "float32",
                                     train.get("optimizer") or "sgd", chk)
     if chk.errors:
@@ -454,8 +453,7 @@ def validate_config(cfg: Any, max_memory: int | None = None) -> tuple[dict, dict
     out = {"model": model, "train": train, "dataset": dataset}
     if name is not None:
         out["name"] = name
-    n = dataset["train_limit"] or DATASET_SIZES[dataset["name"]]
-    n = min(n, DATASET_SIZES[dataset["name"]])
+    n = min(dataset["train_limit"] or info.train_size, info.train_size)
     summary["total_steps"] = total_steps(train, n)
     if summary["total_steps"] > MAX_TOTAL_STEPS:
         raise SpecError([{"loc": ["train", "epochs"], "msg":

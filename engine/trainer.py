@@ -17,7 +17,7 @@ import numpy as np
 
 from . import events as ev
 from . import runtime
-from .datasets import Dataset, load_dataset
+from .datasets import Dataset, DatasetError, dataset_info, load_dataset
 from .layers import Conv2D
 from .model import Model
 from .optim import make_optimizer
@@ -60,8 +60,9 @@ class Control:
 class Trainer:
     """Runs one validated config to completion, stop or divergence.
 
-    ``dataset`` may be passed in (tests use small ones); otherwise it is loaded
-    from the config's ``dataset`` section. ``threads`` (default ``$BACKPROP_THREADS``,
+    ``dataset`` may be passed in (tests use small ones; its image shape and class count must
+    be those of the config's dataset record); otherwise it is loaded from the config's
+    ``dataset`` section. ``threads`` (default ``$BACKPROP_THREADS``,
     else 1) is how many threads a step may use; results do not depend on it.
     """
 
@@ -75,6 +76,11 @@ class Trainer:
         self.data = dataset or load_dataset(dcfg["name"], path=dcfg["path"],
                                             train_limit=dcfg["train_limit"],
                                             test_limit=dcfg["test_limit"])
+        info = dataset_info(dcfg["name"])
+        if (self.data.input_shape, self.data.num_classes) != (info.input_shape, info.num_classes):
+            raise DatasetError(f"the dataset passed in has images {self.data.input_shape} in "
+                               f"{self.data.num_classes} classes, but {info.name} (the config's) "
+                               f"has {info.input_shape} in {info.num_classes}")
         self.threads = runtime.default_threads() if threads is None else max(1, int(threads))
         self.model = Model.from_config(self.config, threads=self.threads)
         self.dtype = self.model.dtype

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import Model, SpecError, load_dataset, validate_config
+from engine import DatasetError, Model, SpecError, load_dataset, validate_config
+from engine.datasets import DATASETS_ENV, DatasetInfo, dataset_info
 from engine.events import encode_array
 from engine.gradcheck import check_model, verdict
-from engine.spec import DATASET_SHAPES
 
 from .errors import ApiError
 from .npz import read_npz
@@ -67,8 +67,22 @@ class ModelCache:
                 del self._items[key]
 
 
+def run_dataset(config: dict) -> DatasetInfo:
+    """The registry's record of a run's dataset; 409 if this server does not know it (a run
+    made while the server was started with another ``BACKPROP_DATASETS``)."""
+    name = config["dataset"]["name"]
+    try:
+        return dataset_info(name)
+    except DatasetError:
+        raise ApiError(409, ["path", "run_id"], f"this run's dataset {name!r} is not registered "
+                       f"on this server (start it with {DATASETS_ENV} naming the folder of "
+                       f"{name}.npz)") from None
+
+
 def predict(cache: ModelCache, config: dict, path: Path, image: list[list[float]]) -> dict:
-    h, w, _ = DATASET_SHAPES[config["dataset"]["name"]]
+    """``image``: H rows of W greyscale values in 0..1; for a dataset of C channels the same
+    value goes to every channel (a drawing has no colour). Probabilities: one per class."""
+    h, w, c = run_dataset(config).input_shape
     rows = len(image)
     cols = {len(r) for r in image}
     if rows != h or cols != {w}:
@@ -79,7 +93,7 @@ def predict(cache: ModelCache, config: dict, path: Path, image: list[list[float]
     if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
         raise ApiError(422, ["body", "image"], "image values must be finite numbers in 0..1")
     model, meta = cache.get(config, path)
-    x = x.reshape(1, h, w, 1).astype(model.dtype)
+    x = np.repeat(x.reshape(1, h, w, 1), c, axis=3).astype(model.dtype)
     probs = model.predict_proba(x)[0]
     fmaps = model.feature_maps(x)
     return {"probabilities": [float(p) for p in probs], "predicted": int(np.argmax(probs)),
@@ -95,6 +109,7 @@ def import_weights(config: dict, path: Path, data: bytes, max_total: int) -> int
         if k.startswith(("param.", "buffer.")) and a.dtype.kind != "f":
             raise ApiError(422, ["body", k], f"array {k!r} has dtype {a.dtype}; weights must be "
                                              "float32 or float64")
+    run_dataset(config)
     model = Model.from_config(config)
     try:
         model.load_state_arrays(arrays)

@@ -11,9 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from engine.datasets import dataset_names
 from engine.presets import PRESETS
-from engine.spec import (DATASET_FIELDS, DATASET_SHAPES, INIT_TYPES, LAYER_FIELDS, MAX_LAYERS,
-                         SCHEDULE_FIELDS, TRAIN_FIELDS)
+from engine.spec import (DATASET_FIELDS, INIT_TYPES, LAYER_FIELDS, MAX_LAYERS, SCHEDULE_FIELDS,
+                         TRAIN_FIELDS)
 
 MAX_LIST = 10_000          # longer lists are refused at the edge (the engine allows 200 layers)
 MAX_NAME = 200
@@ -127,7 +128,7 @@ def train_schema() -> dict:
 
 def _dataset_props() -> dict:
     """From engine.spec.DATASET_FIELDS, less ``path`` (a server path is never taken over HTTP)."""
-    props: dict[str, Any] = {"name": {"enum": list(DATASET_SHAPES), "default": "mnist"}}
+    props: dict[str, Any] = {"name": {"enum": list(dataset_names()), "default": "mnist"}}
     for name, rule in DATASET_FIELDS.items():
         if name not in ("name", "path"):
             props[name] = _field_schema(rule)

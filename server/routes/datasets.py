@@ -39,12 +39,14 @@ def _samples(name: str, split: str, idx: list[int] | None, start: int, count: in
     if bad:
         raise ApiError(422, ["query", "indices"], f"indices must be below {n} (the {split} "
                                                   f"split's size), got {bad[0]}")
-    h, w = x.shape[1:3]
+    # one channel: (H, W) images, as before colour; C channels: (H, W, C), channels last
+    h, w, c = x.shape[1:]
+    shape = [h, w] if c == 1 else [h, w, c]
     items = [{"index": i, "label": int(y[i]),
-              "pixels": {"__array__": "uint8", "shape": [h, w], "min": 0.0, "max": 255.0,
-                         "b64": base64.b64encode(x[i, :, :, 0].tobytes()).decode("ascii")}}
+              "pixels": {"__array__": "uint8", "shape": shape, "min": 0.0, "max": 255.0,
+                         "b64": base64.b64encode(x[i].tobytes()).decode("ascii")}}
              for i in idx]
-    return {"shape": [h, w], "class_names": list(data.class_names), "items": items}
+    return {"shape": shape, "channels": c, "class_names": list(data.class_names), "items": items}
 
 
 @router.get("/{name}/samples", responses=errors(422, e404="Unknown dataset",

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from engine import spec
+from engine import list_datasets, spec
 
 router = APIRouter(prefix="/api/spec", tags=["spec"])
 
@@ -36,8 +36,9 @@ def spec_json() -> dict:
         "train": table(spec.TRAIN_FIELDS),
         "schedules": {t: table(f) for t, f in spec.SCHEDULE_FIELDS.items()},
         "dataset": {k: v for k, v in table(spec.DATASET_FIELDS).items() if k != "path"},
-        "datasets": {n: {"shape": list(s), "train_size": spec.DATASET_SIZES.get(n)}
-                     for n, s in spec.DATASET_SHAPES.items()},
+        "datasets": {d["name"]: {"shape": d["input_shape"], "num_classes": d["num_classes"],
+                                 "class_names": d["class_names"], "train_size": d["train_size"],
+                                 "test_size": d["test_size"]} for d in list_datasets()},
         "init_types": list(spec.INIT_TYPES),
         "optimizers": list(spec.OPTIMIZER_TYPES),
         "losses": list(spec.LOSS_TYPES),

@@ -64,15 +64,18 @@ export class SampleCache {
   }
 }
 
-/** A decoded (H, W) image with values 0..255 (`scale` 255 for 0..1 values) -> canvas pixels. */
+/** A decoded (H, W) or (H, W, C) image with values 0..255 (`scale` 255 for 0..1 values) ->
+ *  canvas pixels: greyscale for one channel, colour for three (any other C: its first channel). */
 export function drawImage(canvas, arr, scale = 1) {
   const [H, W] = arr.shape;
+  const C = arr.shape.length > 2 ? arr.shape[2] : 1;
   canvas.width = W; canvas.height = H;
   const ctx = canvas.getContext("2d");
   const img = ctx.createImageData(W, H);
+  const px = (j) => Math.max(0, Math.min(255, Math.round(arr.data[j] * scale)));
   for (let i = 0; i < H * W; i++) {
-    const v = Math.max(0, Math.min(255, Math.round(arr.data[i] * scale)));
-    img.data[4 * i] = v; img.data[4 * i + 1] = v; img.data[4 * i + 2] = v; img.data[4 * i + 3] = 255;
+    const r = px(i * C), g = C === 3 ? px(i * C + 1) : r, b = C === 3 ? px(i * C + 2) : r;
+    img.data[4 * i] = r; img.data[4 * i + 1] = g; img.data[4 * i + 2] = b; img.data[4 * i + 3] = 255;
   }
   ctx.putImageData(img, 0, 0);
 }

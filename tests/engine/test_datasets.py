@@ -390,11 +390,12 @@ def test_list_datasets_cheap_and_json(monkeypatch):
     assert time.perf_counter() - t < 0.1
     json.dumps(entries)
     assert [e["name"] for e in entries] == list(dataset_names())
-    keys = {"name", "description", "available", "input_shape", "num_classes",
-            "train_size", "test_size", "source"}
+    keys = {"name", "description", "available", "input_shape", "num_classes", "class_names",
+            "train_size", "test_size", "mean", "std", "source"}
     for e in entries:
         assert set(e) == keys
-        assert e["num_classes"] == 10
+        assert e["num_classes"] == len(e["class_names"]) == 10
+        assert len(e["mean"]) == len(e["std"]) == e["input_shape"][2] == 1
     by_name = {e["name"]: e for e in entries}
     assert by_name["mnist"]["available"] is True and by_name["mnist"]["source"] == "bundled"
     assert by_name["mnist"]["input_shape"] == [28, 28, 1]

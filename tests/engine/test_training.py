@@ -214,7 +214,7 @@ def test_standardised_inputs_travel_with_the_model(tmp_path):
     assert cfg["dataset"]["normalize"] == "standard"
     t = Trainer(cfg)
     t.run()
-    assert t.model.normalize == (0.1307, 0.3081)
+    assert t.model.normalize == ((0.1307,), (0.3081,))    # per channel, from the registry
     x = t.data.batch(t.data.x_test, np.arange(8))  # pixels in [0, 1]
     path = tmp_path / "n.npz"
     t.save_checkpoint(path)

@@ -176,7 +176,8 @@ def test_run_names(api):
 # 17. dataset or file names with ../, absolute paths, %2e%2e, NUL
 
 
-@pytest.mark.parametrize("name", ["../mnist", "/etc/passwd", "%2e%2e", "mnist\x00", "MNIST"])
+@pytest.mark.parametrize("name", ["../mnist", "/etc/passwd", "%2e%2e", "mnist\x00", "MNIST",
+                                  ["mnist"], {"name": "mnist"}])
 def test_bad_dataset_names(api, name):
     code, d = post_run(api, {"model": MLP, "dataset": {"name": name}})
     assert code == 422 and named(d, "dataset", "name")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from engine import spec
+from engine.datasets import dataset_names
 
 
 def rule_of(field: dict) -> tuple:
@@ -27,7 +28,10 @@ def test_spec_serves_the_engine_tables(api):
     assert s["layer_aliases"] == spec.LAYER_ALIASES
     assert s["init_types"] == list(spec.INIT_TYPES)
     assert s["optimizers"] == list(spec.OPTIMIZER_TYPES)
-    assert s["datasets"]["mnist"] == {"shape": [28, 28, 1], "train_size": 60_000}
+    assert s["datasets"]["mnist"] == {"shape": [28, 28, 1], "num_classes": 10,
+                                      "class_names": list("0123456789"),
+                                      "train_size": 60_000, "test_size": 10_000}
+    assert list(s["datasets"]) == list(dataset_names())     # the registry, not a copy
     assert s["limits"]["max_layers"] == spec.MAX_LAYERS
     units = s["layers"]["dense"]["units"]
     assert units["required"] and units["default"] is None and units["kind"] == "int"

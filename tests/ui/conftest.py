@@ -119,7 +119,10 @@ def server():
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = data_dir / "server.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # a generated 12x12 RGB dataset of 4 classes next to the bundled ones (test_custom_dataset)
+    from tests import synthetic
+    synthetic.write_npz(data_dir / "datasets")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BACKPROP_DATASETS": str(data_dir / "datasets")}
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port),
                                  "--data-dir", str(data_dir / "data"), "--max-workers", "2"],

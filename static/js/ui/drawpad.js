@@ -1,6 +1,8 @@
-// Draw a digit; it is preprocessed like MNIST (the bounding box scaled to fit 20x20 keeping its
-// aspect ratio, then placed in 28x28 with its centre of mass at the centre), optionally reduced to
-// the dataset's size (digits8: crop 2 px, 3x3 mean), and sent to POST /api/runs/{id}/predict.
+// Draw a digit; for a 28x28 dataset it is preprocessed like MNIST (the bounding box scaled to fit
+// 20x20 keeping its aspect ratio, then placed in 28x28 with its centre of mass at the centre), for
+// 8x8 also reduced as digits8 is (crop 2 px, 3x3 mean); any other H x W gets the whole pad
+// averaged down (where it is drawn counts). Sent to POST /api/runs/{id}/predict as H rows of W
+// greyscale values (the server repeats them over the dataset's channels).
 
 import { h, clear, fmtPct } from "./dom.js";
 
@@ -56,6 +58,24 @@ export function toDigits8(img28) {
   return out;
 }
 
+/** RGBA pixels of a PAD x PAD canvas -> H x W Float32Array in 0..1 (box average), or null when blank. */
+export function toSize(rgba, H, W, size = PAD) {
+  const sum = new Float32Array(H * W), cnt = new Float32Array(H * W);
+  let ink = false;
+  for (let y = 0; y < size; y++) {
+    const ty = Math.min(H - 1, Math.floor((y * H) / size));
+    for (let x = 0; x < size; x++) {
+      const v = rgba[4 * (y * size + x)];
+      if (v > 16) ink = true;
+      const i = ty * W + Math.min(W - 1, Math.floor((x * W) / size));
+      sum[i] += v / 255; cnt[i] += 1;
+    }
+  }
+  if (!ink) return null;
+  for (let i = 0; i < H * W; i++) sum[i] = cnt[i] ? sum[i] / cnt[i] : 0;
+  return sum;
+}
+
 export class DrawPad {
   /** @param onImage (rows: number[][] | null, size: [H, W]) => void, called after each stroke */
   constructor(root, { onImage }) {
@@ -106,18 +126,19 @@ export class DrawPad {
   setInputShape(shape) { this.inputShape = shape; }
 
   image() {
-    const img28 = toMnist(this.ctx.getImageData(0, 0, PAD, PAD).data);
-    if (!img28) return null;
+    const rgba = this.ctx.getImageData(0, 0, PAD, PAD).data;
     const [H, W] = this.inputShape;
-    const img = H === 8 && W === 8 ? toDigits8(img28) : img28;
-    const side = H === 8 && W === 8 ? 8 : 28;
+    const mnist = (H === 28 && W === 28) || (H === 8 && W === 8);
+    const img28 = mnist ? toMnist(rgba) : null;
+    const img = !mnist ? toSize(rgba, H, W) : img28 && (H === 8 ? toDigits8(img28) : img28);
+    if (!img) return null;
     // preview
-    this.preview.width = side; this.preview.height = side;
-    const p = this.preview.getContext("2d"), id = p.createImageData(side, side);
-    for (let i = 0; i < side * side; i++) { const v = Math.round(img[i] * 255); id.data.set([v, v, v, 255], 4 * i); }
+    this.preview.width = W; this.preview.height = H;
+    const p = this.preview.getContext("2d"), id = p.createImageData(W, H);
+    for (let i = 0; i < H * W; i++) { const v = Math.round(img[i] * 255); id.data.set([v, v, v, 255], 4 * i); }
     p.putImageData(id, 0, 0);
     const rows = [];
-    for (let y = 0; y < side; y++) rows.push(Array.from(img.subarray(y * side, (y + 1) * side), (v) => Math.round(v * 1000) / 1000));
+    for (let y = 0; y < H; y++) rows.push(Array.from(img.subarray(y * W, (y + 1) * W), (v) => Math.round(v * 1000) / 1000));
     return rows;
   }
 

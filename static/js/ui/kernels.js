@@ -58,8 +58,11 @@ export class KernelGrid {
     const layer = state.summary && state.summary.layers ? state.summary.layers.find((l) => l.index === snap.layer) : null;
     const type = layer ? layer.type : (state.config ? state.config.model[snap.layer]?.type : "");
     const total = layer && layer.output_shape ? layer.output_shape[layer.output_shape.length - 1] : count;
-    const what = type === "dense" ? `${count}${total > count ? " of " + total : ""} units' input weights as ${th}x${tw} images`
-      : `${count}${total > count ? " of " + total : ""} kernels ${th}x${tw}${C > 1 ? ` (channel 1 of ${C})` : ""}`;
+    // three input channels are drawn as colour: each channel's weight -m..m as 0..255, grey = 0
+    const rgb = C === 3;
+    const chans = rgb ? " in colour (red, green, blue input channels; grey = 0)" : C > 1 ? ` (channel 1 of ${C})` : "";
+    const what = type === "dense" ? `${count}${total > count ? " of " + total : ""} units' input weights as ${th}x${tw} images${chans}`
+      : `${count}${total > count ? " of " + total : ""} kernels ${th}x${tw}${chans}`;
     this.caption.textContent = `Layer ${snap.layer + 1} (${type}): ${what} · step ${snap.step.toLocaleString("en-US")}`;
     this.canvas.setAttribute("aria-label", `First-layer kernels, ${what}, at step ${snap.step}`);
     // a square-ish grid (8 kernels: 3x3, 16: 4x4, 64 units: 8x8), each tile as large as fits,
@@ -73,6 +76,10 @@ export class KernelGrid {
       scale: Math.max(1, tile / Math.max(th, tw)),
       range: (i) => ranges[i],
       value: (i, y, x) => d[i * per + (y * tw + x) * C],
+      rgb: rgb ? (i, y, x) => {
+        const j = i * per + (y * tw + x) * 3, m = ranges[i][1];
+        return [0, 1, 2].map((c) => Math.max(0, Math.min(255, Math.round(127.5 + 127.5 * d[j + c] / m))));
+      } : undefined,
     });
   }
 }

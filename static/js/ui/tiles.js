@@ -13,6 +13,7 @@ let scratchCanvas = null; // shared: drawing is synchronous
  *   value(k, y, x)         the value of tile k at (y, x)
  *   range(k) -> [lo, hi]   the value range mapped to the colour table for tile k
  *   lut                    256*3 colour table
+ *   rgb(k, y, x)           optional: [r, g, b] 0..255 of tile k at (y, x), instead of value/lut
  *   maxWidth               CSS pixels available
  *   scale                  preferred CSS pixels per source pixel (shrunk to fit maxWidth)
  *   gap                    CSS pixels between tiles
@@ -43,6 +44,14 @@ export function drawTiles(canvas, o) {
   const img = sctx.createImageData(sw, sh);
   const px = img.data, lut = o.lut;
   for (let k = 0; k < count; k++) {
+    if (o.rgb) {
+      const ox = (k % cols) * tw, oy = Math.floor(k / cols) * th;
+      for (let y = 0; y < th; y++) for (let x = 0; x < tw; x++) {
+        const [r, g, b] = o.rgb(k, y, x), p = 4 * ((oy + y) * sw + ox + x);
+        px[p] = r; px[p + 1] = g; px[p + 2] = b; px[p + 3] = 255;
+      }
+      continue;
+    }
     const [lo, hi] = o.range(k);
     const span = hi - lo || 1;
     const ox = (k % cols) * tw, oy = Math.floor(k / cols) * th;
