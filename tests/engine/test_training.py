@@ -12,7 +12,9 @@ from engine.schedules import Schedule
 
 
 def small(preset="mlp", **over):
-    base = {"train_limit": 512, "test_limit": 256, "epochs": 1, "eval_train_size": 128}
+    base = {"train_limit": 512, "test_limit": 256, "eval_train_size": 128}
+    if "iterations" not in over:
+        base["epochs"] = 1  # overrides may not give both (the config's rule)
     base.update(over)
     return apply_overrides(get_preset(preset), base)
 
