@@ -5,7 +5,9 @@ Workers are started from the lifespan, never at import, so importing this module
 """
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import tomllib
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,8 +28,23 @@ from .security import GuardMiddleware
 from .settings import Settings
 
 log = logging.getLogger("backprop_lab")
-VERSION = "0.1.0"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def package_version() -> str:
+    """The installed distribution's version; from a checkout that is not installed, the
+    version in its pyproject.toml (the one place it is written)."""
+    try:
+        return importlib.metadata.version("backprop-lab")
+    except importlib.metadata.PackageNotFoundError:
+        try:
+            with open(PACKAGE_ROOT / "pyproject.toml", "rb") as f:
+                return str(tomllib.load(f)["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "0+unknown"
+
+
+VERSION = package_version()
 
 
 def find_web_dir(settings: Settings) -> Path | None:

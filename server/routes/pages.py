@@ -38,9 +38,9 @@ async def index(request: Request, settings: SettingsDep):
 
 
 @router.get("/api/health", tags=["health"], summary="Liveness and load")
-async def health(manager: ManagerDep):
+async def health(request: Request, manager: ManagerDep):
     runs = manager.runs.values()
-    return {"ok": True, "version": "0.1.0", "pid": os.getpid(),
+    return {"ok": True, "version": request.app.version, "pid": os.getpid(),
             "read_only": manager.store.read_only,
             "workers": len(manager.pool.handles),
             "worker_pids": sorted(h.process.pid for h in manager.pool.handles.values()
