@@ -29,6 +29,8 @@ from .settings import Settings
 
 log = logging.getLogger("backprop_lab")
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+#: where a wheel holds templates/ and static/ (pyproject.toml maps the top-level folders here)
+INSTALLED_WEB_DIR = Path(__file__).resolve().parent / "web"
 
 
 def package_version() -> str:
@@ -47,13 +49,16 @@ def package_version() -> str:
 VERSION = package_version()
 
 
-def find_web_dir(settings: Settings) -> Path | None:
-    """Where templates/ and static/ live: the setting, the repository root, then the cwd."""
-    candidates = [settings.web_dir] if settings.web_dir else [PACKAGE_ROOT, Path.cwd()]
-    for d in candidates:
-        if d and ((d / "templates").is_dir() or (d / "static").is_dir()):
+def find_web_dir(settings: Settings) -> Path:
+    """Where templates/ and static/ live: the setting; else the copy installed with the
+    package (a wheel, started from any folder); else the repository root (a checkout,
+    editable installs included)."""
+    if settings.web_dir:
+        return settings.web_dir
+    for d in (INSTALLED_WEB_DIR, PACKAGE_ROOT):
+        if (d / "templates").is_dir() or (d / "static").is_dir():
             return d
-    return candidates[0]
+    return PACKAGE_ROOT
 
 
 class Revalidate:
@@ -114,8 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.models = ModelCache()
     web = find_web_dir(settings)
     app.state.web_dir = web
-    app.state.templates = Jinja2Templates(directory=str(web / "templates")) if web else None
-    if web:
+    app.state.templates = Jinja2Templates(directory=str(web / "templates"))
+    if (web / "static").is_dir():    # else /static/... is a 404, not a 500 per request
         app.mount("/static", static_app(web / "static"), name="static")
     errors.install(app)
     for module in (runs, models, presets, datasets, gradcheck, spec, ws, pages):
