@@ -76,3 +76,18 @@ def test_the_parsers_see_a_missing_event():
     api = (ROOT / "server/API.md").read_text()
     at = api.index("Event types:")
     assert "eval" not in api_event_types(api[:at] + api[at:].replace("`eval`, ", "", 1))
+
+
+def test_reliability_citations_point_at_numbered_items_that_exist():
+    """Tests cite docs/reliability.md by item number ("docs/reliability.md 10-19")."""
+    doc = (ROOT / "docs/reliability.md").read_text()
+    items = {int(n) for n in re.findall(r"^(\d+)\. ", doc, re.M)}
+    assert items == set(range(1, 23))
+    cited = set()
+    for path in (ROOT / "tests").rglob("*.py"):
+        text = path.read_text()
+        if path.name != "test_contracts.py":         # this file names the old citation
+            assert "RELIABILITY" not in text, f"{path} cites a RELIABILITY.md the repo lacks"
+        for a, b in re.findall(r"docs/reliability\.md (\d+)(?:-(\d+))?", text):
+            cited.update(range(int(a), int(b or a) + 1))
+    assert cited and cited <= items, cited - items

@@ -1,4 +1,4 @@
-"""RELIABILITY.md 10-19: every bad input gets a 4xx naming the field; never a 500."""
+"""docs/reliability.md 10-19: every bad input gets a 4xx naming the field; never a 500."""
 from __future__ import annotations
 
 import asyncio
