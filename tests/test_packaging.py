@@ -10,6 +10,7 @@ downloaded, and none of its ``.pth`` files (an editable install of this checkout
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -41,18 +42,16 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-def pip(python: Path | str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def pip(python: Path | str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(python), "-m", "pip", "--disable-pip-version-check",
-                           "--no-input", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+                           "--no-input", *args], capture_output=True, text=True, timeout=600)
 
 
 def needs_isolation() -> bool:
     """True unless this interpreter's setuptools can build a wheel with no download."""
     try:
-        import setuptools
-        major, minor = (int(x) for x in setuptools.__version__.split(".")[:2])
-    except (ImportError, ValueError):
+        major, minor = (int(x) for x in importlib.metadata.version("setuptools").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
         return True
     return (major, minor) < (70, 1)
 
@@ -157,9 +156,8 @@ def test_the_wheel_holds_the_page_and_no_tests(wheel):
         missing = [f for f in files if f"{inside}/{f}" not in names]
         assert not missing, f"{folder}/ files missing from the wheel: {missing}"
     assert "engine/data/mnist/train-images-idx3-ubyte.gz" in names
-    tops = {n.split("/")[0] for n in names}
-    assert tops == {"engine", "server", wheel.name.split("-")[0] + "-" +
-                    wheel.name.split("-")[1] + ".dist-info"}, tops
+    dist_info = "-".join(wheel.name.split("-")[:2]) + ".dist-info"
+    assert {n.split("/")[0] for n in names} == {"engine", "server", dist_info}
     assert not [n for n in names if "tests/" in n or ".venv" in n or "__pycache__" in n]
 
 
@@ -198,7 +196,6 @@ def test_an_editable_install_serves_the_checkouts_page(tmp_path):
 
 
 def test_the_version_comes_from_the_package_metadata(monkeypatch):
-    import importlib.metadata
     import tomllib
 
     from server import main
@@ -215,7 +212,7 @@ def test_the_version_comes_from_the_package_metadata(monkeypatch):
 def test_the_web_folder_is_the_installed_copy_then_the_checkout(monkeypatch, tmp_path):
     from server import main
     from server.settings import Settings
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", web_dir=None)
     assert main.find_web_dir(settings) == ROOT                 # a checkout has no server/web
     wheel_like = tmp_path / "web"
     (wheel_like / "templates").mkdir(parents=True)
