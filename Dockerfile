@@ -1,15 +1,18 @@
 # Backprop Lab: the dashboard on port 8000.
 # docker build -t backprop-lab . && docker run -p 8000:8000 -v backprop-data:/data backprop-lab
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 BACKPROP_WEB_DIR=/app
-WORKDIR /app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# The wheel carries the page (static/, templates/) as package data: the source is not kept.
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY engine ./engine
 COPY server ./server
 COPY static ./static
 COPY templates ./templates
-RUN pip install --no-cache-dir . && useradd --create-home lab && mkdir /data && chown lab /data
+RUN pip install --no-cache-dir . && cd / && rm -rf /src \
+    && useradd --create-home lab && mkdir /data && chown lab /data
 USER lab
+WORKDIR /home/lab
 VOLUME /data
 EXPOSE 8000
 # Binding 0.0.0.0 requires a token: set BACKPROP_TOKEN, or one is generated and printed at start.

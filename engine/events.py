@@ -3,7 +3,8 @@
 Each event is a dataclass with a ``type``; ``to_dict()`` gives plain data with
 NumPy arrays left as arrays, and ``to_json_dict()`` makes it JSON-safe: arrays
 become compact uint8 payloads (``encode_array``) and non-finite floats become
-``None`` (JSON has no NaN). The server stores and forwards exactly these dicts.
+``None`` (JSON has no NaN). The server stores and forwards these dicts, adding ``seq``,
+``run_id`` and ``ts`` (server/API.md).
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ class Progress(Event):
 
 @dataclass
 class Eval(Event):
-    """A full evaluation: a fixed train subset and the test set."""
+    """A full evaluation: a fixed train subset and the test set (``train_*`` are None
+    when ``eval_train_size`` is 0)."""
     type: ClassVar[str] = "eval"
     step: int
     epoch: int
@@ -114,7 +116,14 @@ class Resumed(Event):
 
 @dataclass
 class Diverged(Event):
-    """A non-finite loss or gradient at ``step``; the update was not applied."""
+    """The run diverged at ``step``; that step's update was not applied.
+
+    Either the loss or a gradient became NaN or infinite, or the loss exploded while
+    staying finite (above ``Trainer.EXPLODED_FACTOR`` times the first step's loss and
+    above ``Trainer.EXPLODED_MIN``).
+    ``reason`` says which and the value, ``where`` what overflowed (the loss, the model's
+    output, a named gradient), ``suggestion`` what to try (usually a lower ``lr``).
+    """
     type: ClassVar[str] = "diverged"
     step: int
     epoch: int

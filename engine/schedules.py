@@ -1,8 +1,10 @@
-"""Learning-rate schedules: ``lr(step, epoch, base_lr, last_loss) -> float``.
+"""Learning-rate schedules: ``Schedule(cfg, total_steps, steps_per_epoch)`` is called as
+``schedule(step, base_lr, smoothed_loss) -> lr`` before each step (``step`` counts from 0).
 
 Config is plain data: ``{"type": "step", "gamma": 0.95}`` decays by 0.95 each
 epoch (cs231n's ``lr_decay``); ``{"type": "loss", "table": [[0.5, 0.01], ...]}``
-switches to the rate of the lowest threshold the loss has fallen below.
+switches to the rate of the lowest threshold the loss has fallen below (the trainer
+passes the lowest smoothed loss so far, so a threshold once passed stays passed).
 """
 from __future__ import annotations
 
@@ -37,6 +39,3 @@ class Schedule:
                         lr = float(rate)
             return lr
         raise ValueError(f"unknown schedule {k!r}")
-
-
-SCHEDULE_TYPES = ("constant", "step", "exponential", "cosine", "loss")

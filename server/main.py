@@ -5,7 +5,9 @@ Workers are started from the lifespan, never at import, so importing this module
 """
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import tomllib
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -27,17 +29,37 @@ from .security import GuardMiddleware
 from .settings import Settings
 
 log = logging.getLogger("backprop_lab")
-VERSION = "0.1.0"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+#: where a wheel holds templates/ and static/ (pyproject.toml maps the top-level folders here)
+INSTALLED_WEB_DIR = Path(__file__).resolve().parent / "web"
 
 
-def find_web_dir(settings: Settings) -> Path | None:
-    """Where templates/ and static/ live: the setting, the repository root, then the cwd."""
-    candidates = [settings.web_dir] if settings.web_dir else [PACKAGE_ROOT, Path.cwd()]
-    for d in candidates:
-        if d and ((d / "templates").is_dir() or (d / "static").is_dir()):
+def package_version() -> str:
+    """The installed distribution's version; from a checkout that is not installed, the
+    version in its pyproject.toml (the one place it is written)."""
+    try:
+        return importlib.metadata.version("backprop-lab")
+    except importlib.metadata.PackageNotFoundError:
+        try:
+            with open(PACKAGE_ROOT / "pyproject.toml", "rb") as f:
+                return str(tomllib.load(f)["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "0+unknown"
+
+
+VERSION = package_version()
+
+
+def find_web_dir(settings: Settings) -> Path:
+    """Where templates/ and static/ live: the setting; else the copy installed with the
+    package (a wheel, started from any folder); else the repository root (a checkout,
+    editable installs included)."""
+    if settings.web_dir:
+        return settings.web_dir
+    for d in (INSTALLED_WEB_DIR, PACKAGE_ROOT):
+        if (d / "templates").is_dir() or (d / "static").is_dir():
             return d
-    return candidates[0]
+    return PACKAGE_ROOT
 
 
 class Revalidate:
@@ -98,8 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.models = ModelCache()
     web = find_web_dir(settings)
     app.state.web_dir = web
-    app.state.templates = Jinja2Templates(directory=str(web / "templates")) if web else None
-    if web:
+    app.state.templates = Jinja2Templates(directory=str(web / "templates"))
+    if (web / "static").is_dir():    # else /static/... is a 404, not a 500 per request
         app.mount("/static", static_app(web / "static"), name="static")
     errors.install(app)
     for module in (runs, models, presets, datasets, gradcheck, spec, ws, pages):

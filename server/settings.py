@@ -37,7 +37,8 @@ class Settings(BaseSettings):
                                      description="extra Host names accepted besides loopback "
                                                  "and the bound host")
     web_dir: Path | None = Field(None, description="folder holding templates/ and static/; "
-                                                   "default: the repository root, then the cwd")
+                                                   "default: the copy installed with the "
+                                                   "package, else the repository root")
     # Limits at the edge.
     max_body_bytes: int = Field(1 << 20, ge=1024, description="JSON request bodies")
     max_upload_bytes: int = Field(64 << 20, ge=1024, description="uploaded .npz weights")

@@ -1,4 +1,4 @@
-"""The page (templates/index.html, owned by the page engineer) and a health check."""
+"""The page (templates/index.html, rendered with Jinja2) and a health check."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,7 @@ from html import escape
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from jinja2 import TemplateNotFound
 
 from ..deps import ManagerDep, SettingsDep
 
@@ -15,8 +16,9 @@ PLACEHOLDER = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Backprop Lab</title></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
 <h1>Backprop Lab</h1>
-<p>The server is running, but the dashboard is not built yet
-(<code>templates/index.html</code> was not found{where}).</p>
+<p>The server is running, but the dashboard's files are missing
+(<code>templates/index.html</code> was not found under {where}; set
+<code>BACKPROP_WEB_DIR</code> to a folder holding <code>templates/</code> and <code>static/</code>).</p>
 <p>The API works: see <a href="/docs">/docs</a> (OpenAPI) and <code>server/API.md</code>.</p>
 </body></html>
 """
@@ -24,23 +26,18 @@ PLACEHOLDER = """<!doctype html>
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def index(request: Request, settings: SettingsDep):
-    templates = request.app.state.templates
-    if templates is not None:
-        try:
-            return templates.TemplateResponse(request, "index.html", {
-                "token_required": settings.token_required,
-                "version": request.app.version})
-        except Exception as e:  # noqa: BLE001 - TemplateNotFound: the page is not built yet
-            if type(e).__name__ != "TemplateNotFound":
-                raise
-    where = request.app.state.web_dir
-    return HTMLResponse(PLACEHOLDER.format(where=f" under {escape(str(where))}" if where else ""))
+    try:
+        return request.app.state.templates.TemplateResponse(request, "index.html", {
+            "token_required": settings.token_required,
+            "version": request.app.version})
+    except TemplateNotFound:      # the web folder (server/main.py: find_web_dir) has no page
+        return HTMLResponse(PLACEHOLDER.format(where=escape(str(request.app.state.web_dir))))
 
 
 @router.get("/api/health", tags=["health"], summary="Liveness and load")
-async def health(manager: ManagerDep):
+async def health(request: Request, manager: ManagerDep):
     runs = manager.runs.values()
-    return {"ok": True, "version": "0.1.0", "pid": os.getpid(),
+    return {"ok": True, "version": request.app.version, "pid": os.getpid(),
             "read_only": manager.store.read_only,
             "workers": len(manager.pool.handles),
             "worker_pids": sorted(h.process.pid for h in manager.pool.handles.values()

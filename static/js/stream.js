@@ -1,10 +1,8 @@
 // Data flows one way, over websockets (server/API.md). A RunStream follows one run's events,
-// which arrive as frames holding a JSON array of events, oldest first (one frame per ~25 ms);
-// the server never thins them (a client that falls behind is sent the rest from storage).
-// It reconnects with ?after_seq=<last seq folded> and exponential backoff, so a dropped
-// connection resumes with no gap and no duplicate. It stops once the run is done (the server
-// closes with 1000 after its final status) and on 1008/4403/4404 (gone or not allowed); any
-// other close (1001 shutdown, 1011 storage failure, a lost link) reconnects.
+// which arrive as frames holding a JSON array of events, oldest first (at most one frame per
+// ~25 ms); the server never thins them (a client that falls behind is sent the rest from
+// storage). It reconnects with ?after_seq=<last seq folded> and exponential backoff, so a
+// dropped connection or a 1001 server restart resumes with no gap and no duplicate.
 
 import { wsUrl } from "./api.js";
 
@@ -45,7 +43,11 @@ export class RunStream {
     ws.onclose = (e) => {
       if (this.ws !== ws) return;
       this.ws = null;
-      // 1008 / 4404: the run is gone or we are not allowed; 1000 after the end: done.
+      // Done when the run has finished (isDone; the server then closes with 1000, or 1011 when
+      // its events could not be stored), never on 1013. The server refuses an unknown run, a
+      // bad token or Origin at the handshake (HTTP 404/401/403: a close before open, see
+      // onRefused) and never sends 4403/4404; 1008 only comes from a server that cannot send
+      // such a refusal. Anything else (1013 too slow, 1001 shutdown, a lost link) reconnects.
       if (this.closed || e.code === 1008 || e.code === 4404 || e.code === 4403 || (this.isDone(e.code) && e.code !== 1013)) {
         this.onConn({ state: this.isDone(e.code) ? "done" : "closed", code: e.code });
         return;

@@ -1,4 +1,4 @@
-"""Spec validation: every bad input names the layer, the field and the rule (RELIABILITY 11-15)."""
+"""Spec validation: every bad input names the layer, the field and the rule (docs/reliability.md 11-15)."""
 import copy
 import math
 import time
@@ -37,7 +37,7 @@ def test_lenet_shapes_and_params():
     assert 0 < s["memory_bytes"] < 200 * 1024 ** 2
 
 
-# RELIABILITY 11: unknown type, missing type, unknown extra fields
+# docs/reliability.md 11: unknown type, missing type, unknown extra fields
 def test_unknown_type():
     (e,) = errors_for(lambda c: c["model"].__setitem__(2, {"type": "maxpool3d"}))
     assert e["loc"] == ["model", 2, "type"] and "layer 3" in e["msg"] and "'maxpool3d'" in e["msg"]
@@ -57,7 +57,7 @@ def test_unknown_field():
     assert e["loc"] == ["extra"]
 
 
-# RELIABILITY 12: sizes of 0, negative, a string, a float
+# docs/reliability.md 12: sizes of 0, negative, a string, a float
 @pytest.mark.parametrize("field,index", [("filters", 0), ("kernel_size", 0), ("stride", 0),
                                          ("units", 7), ("pool_size", 2)])
 @pytest.mark.parametrize("value", [0, -3, "5", 2.5, None, True])
@@ -82,7 +82,7 @@ def test_all_errors_reported_at_once():
     assert ["model", 0, "filters"] in locs and ["model", 7, "units"] in locs and ["train", "lr"] in locs
 
 
-# RELIABILITY 13: sizes needing gigabytes are rejected before allocation, with the estimate
+# docs/reliability.md 13: sizes needing gigabytes are rejected before allocation, with the estimate
 def test_huge_units_rejected_fast_with_estimate():
     t = time.perf_counter()
     (e,) = errors_for(lambda c: c["model"][1].update(units=10 ** 9), "mlp")
@@ -101,7 +101,7 @@ def test_ten_thousand_layers():
     assert e["loc"] == ["model"] and "10000 layers" in e["msg"]
 
 
-# RELIABILITY 14: shapes that do not fit
+# docs/reliability.md 14: shapes that do not fit
 def test_kernel_larger_than_input():
     (e,) = errors_for(lambda c: c["model"][3].update(kernel_size=15))
     assert e["loc"] == ["model", 3, "kernel_size"] and "larger than its input 14x14" in e["msg"]
@@ -128,7 +128,7 @@ def test_empty_and_non_list_model():
     assert errors_for(lambda c: c["model"].__setitem__(0, 5))[0]["loc"] == ["model", 0]
 
 
-# RELIABILITY 15: lr of NaN, Infinity, 1e309, below 0; epochs of 10**9
+# docs/reliability.md 15: lr of NaN, Infinity, 1e309, below 0; epochs of 10**9
 @pytest.mark.parametrize("lr", [math.nan, math.inf, float("1e309"), -0.1, 0, "0.1"])
 def test_bad_lr(lr):
     (e,) = errors_for(lambda c: c["train"].update(lr=lr))

@@ -1,5 +1,6 @@
 """The loop as well as the layers: init loss, overfitting, determinism, control, divergence."""
 import json
+import re
 import threading
 
 import numpy as np
@@ -107,11 +108,21 @@ def test_divergence_is_a_result_not_an_exception():
 
 
 def test_exploding_but_finite_loss_is_divergence():
+    """lr=1e6 takes the loss from 2.24 to ~2.6e11 in one step: finite in float32, caught by the
+    explosion rule (Trainer.EXPLODED_FACTOR), before any NaN or inf could appear."""
     events, done = collect(small("mlp", lr=1e6, iterations=30, seed=5))
     (d,) = of(events, "diverged")
-    assert done["status"] == "diverged"
-    assert "exploded" in d.reason or "non-finite" in d.reason or "nan" in d.reason
-    json.dumps(done and ev.jsonable(done), allow_nan=False)
+    assert done["status"] == "diverged" and d.step == 2
+    first = of(events, "progress")[0].loss
+    m = re.fullmatch(r"loss exploded to (\S+) at step 2 \(more than 1000x the first step's (\S+)\)",
+                     d.reason)
+    assert m, d.reason
+    exploded = float(m.group(1))
+    assert np.isfinite(exploded) and exploded > Trainer.EXPLODED_FACTOR * first
+    assert float(m.group(2)) == pytest.approx(first, rel=0.01)
+    assert re.fullmatch(r"the loss; the largest gradient is in \d+\.dense\.(kernel|bias)", d.where), d.where
+    assert not re.search(r"nan|inf|non-finite|overflow", d.reason + d.where, re.I)
+    json.dumps(ev.jsonable(done), allow_nan=False)
 
 
 def test_control_pause_resume_set_and_stop():

@@ -1,4 +1,4 @@
-"""RELIABILITY.md 10-19: every bad input gets a 4xx naming the field; never a 500."""
+"""docs/reliability.md 10-19: every bad input gets a 4xx naming the field; never a 500."""
 from __future__ import annotations
 
 import asyncio
@@ -97,10 +97,22 @@ def test_bad_sizes(api, layer, field, value):
     else:
         body = with_layer(layer, **{field: value})
     code, d = post_run(api, body)
-    if value is None and field in ("stride",):
-        assert code == 201 or named(d, field)       # null means "the default" for stride
+    if value is None and field == "stride":
+        # null is refused like any other field whose default is not null (the page leaves an
+        # empty field out); only a pool's stride defaults to null, meaning "= pool_size"
+        assert code == 422 and [e["loc"] for e in d] == [["model", 0, "stride"]], d
         return
     assert code == 422 and named(d, field), d
+
+
+def test_null_pool_stride_means_pool_size(api):
+    r = api.post("/api/models/validate", json={"model": [
+        {"type": "maxpool2d", "pool_size": 2, "stride": None},
+        {"type": "avgpool2d", "pool_size": 7, "stride": None},
+        {"type": "flatten"}, {"type": "dense", "units": 10}]})
+    res = r.json()
+    assert r.status_code == 200 and res["valid"], res
+    assert [layer["output_shape"] for layer in res["summary"]["layers"][:2]] == [[14, 14, 1], [2, 2, 1]]
 
 
 # 13. sizes that would need gigabytes

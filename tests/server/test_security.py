@@ -1,4 +1,4 @@
-"""RELIABILITY.md 20-22: Origin, Host, token."""
+"""docs/reliability.md 20-22: Origin, Host, token."""
 from __future__ import annotations
 
 import asyncio
