@@ -98,16 +98,18 @@ def _line(row: dict, metric: str) -> str:
     elif row.get("reason") and row["status"] != "completed":
         note = "  (" + row["reason"] + ")"
     secs = "-" if row["train_seconds"] is None else f"{row['train_seconds']:.2f}s"
+    acc = "" if metric == "test_accuracy" else f"test acc {_fmt(row['test_accuracy'])}  "
     return (f"  #{row['number']:<3} {row['status']:<9} {metric} {_fmt(row['objective'])}  "
-            f"test acc {_fmt(row['test_accuracy'])}  loss {_fmt(row['final_loss'])}  "
-            f"{secs:>7}  {_params(row['params'])}{note}")
+            f"{acc}loss {_fmt(row['final_loss'])}  {secs:>7}  {_params(row['params'])}{note}")
 
 
 def _table(summary: dict) -> list[str]:
     sw = summary["sweep"]
     metric = sw["objective"]["metric"]
     report = sw["name"] in ("learning-rate", "weight-decay", "momentum", "init-std")
-    rows = [("rank", "trial", "status", metric, "test acc", "loss", "train s", "parameters")
+    acc = metric != "test_accuracy"
+    rows = [("rank", "trial", "status", metric) + (("test acc",) if acc else ())
+            + ("loss", "train s", "parameters")
             + (("report loss", "report acc", "report s") if report else ())]
     sign = -1 if sw["objective"]["direction"] == "maximize" else 1
     order = {"completed": 0, "pruned": 1, "stopped": 2, "diverged": 3, "failed": 4}
@@ -116,9 +118,9 @@ def _table(summary: dict) -> list[str]:
         v = t["objective"]
         return (order.get(t["status"], 5), v is None, sign * v if v is not None else 0, t["number"])
     for i, t in enumerate(sorted(summary["trials"], key=key), 1):
-        row = (str(i), f"#{t['number']}", t["status"], _fmt(t["objective"]),
-               _fmt(t["test_accuracy"]), _fmt(t["final_loss"]), _fmt(t["train_seconds"], ".2f"),
-               _params(t["params"]))
+        row = (str(i), f"#{t['number']}", t["status"], _fmt(t["objective"])) \
+            + ((_fmt(t["test_accuracy"]),) if acc else ()) \
+            + (_fmt(t["final_loss"]), _fmt(t["train_seconds"], ".2f"), _params(t["params"]))
         if report:
             ref = report_numbers(sw["name"], t["params"])
             row += tuple(_fmt(v, f) for v, f in zip(ref, (".3f", ".3f", ".1f"))) if ref \

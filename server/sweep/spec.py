@@ -177,6 +177,12 @@ def _check_value(chk: _Checker, config: dict, path: str, value: Any, loc: list) 
     try:
         validate_config(cfg)
     except SpecError as e:
+        target = parse_path(path)
+        for err in e.errors:
+            if list(err["loc"]) == target and "unknown field" in err["msg"]:
+                # the path names no field: one error for the parameter, not one per value
+                chk.err(["parameters", path], f"parameters: {path}: {err['msg']}")
+                return False
         for err in e.errors:
             chk.err(loc, f"parameters: {path} = {_fmt(value)}: {err['msg']}")
         return False
@@ -209,7 +215,8 @@ def _check_parameter(chk: _Checker, config: dict | None, path: Any, raw: Any,
                                      f"not to a list of values")
         values = raw["values"]
         if not isinstance(values, list):
-            chk.err(loc + ["values"], f"parameters: {path}: values must be a list, got {_fmt(values)}")
+            chk.err(loc + ["values"], f"parameters: {path}: values must be a list, "
+                                      f"got {_fmt(values)}")
             return None
         if not values:
             chk.err(loc + ["values"], f"parameters: {path}: values is empty; give at least one")
@@ -245,7 +252,8 @@ def _check_parameter(chk: _Checker, config: dict | None, path: Any, raw: Any,
             if v is MISSING:
                 chk.err(loc + [key], f"parameters: {path}: a range needs both min and max")
             elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                chk.err(loc + [key], f"parameters: {path}: {key} must be a finite number, got {_fmt(v)}")
+                chk.err(loc + [key], f"parameters: {path}: {key} must be a finite number, "
+                                     f"got {_fmt(v)}")
             elif is_int and not (isinstance(v, int) or float(v).is_integer()):
                 chk.err(loc + [key], f"parameters: {path}: {key} must be a whole number for an "
                                      f"int range, got {_fmt(v)}")
@@ -304,7 +312,8 @@ def _check_when(chk: _Checker, params: dict) -> list[str] | None:
                                            f"that is not one of {other}'s values")
             else:
                 q = params[other]
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not q["min"] <= v <= q["max"]:
+                number = isinstance(v, (int, float)) and not isinstance(v, bool)
+                if not number or not q["min"] <= v <= q["max"]:
                     chk.err(loc + [other], f"parameters: {path}: when {other} is {_fmt(v)}, but "
                                            f"{other} ranges over {q['min']:g} to {q['max']:g}")
     order: list[str] = []
@@ -392,7 +401,8 @@ def validate_sweep(spec: Any) -> dict:
         chk.err(["parameters"], f"parameters must be an object with at least one parameter, "
                                 f"got {_fmt(raw_params)}")
     elif len(raw_params) > MAX_PARAMETERS:
-        chk.err(["parameters"], f"{len(raw_params)} parameters; at most {MAX_PARAMETERS} are allowed")
+        chk.err(["parameters"], f"{len(raw_params)} parameters; at most {MAX_PARAMETERS} "
+                                f"are allowed")
     else:
         for path, raw in raw_params.items():
             p = _check_parameter(chk, config, path, raw, method)
@@ -470,7 +480,8 @@ def validate_sweep(spec: Any) -> dict:
         max_trials = min(max_trials or len(grid), len(grid))
         grid = grid[:max_trials]
     base = spec["base"]
-    out = {"name": name or (f"{base['preset']}-{method}" if "preset" in base else f"{method}-sweep"),
+    default = f"{base['preset']}-{method}" if "preset" in base else f"{method}-sweep"
+    out = {"name": name or default,
            "base": copy.deepcopy(base), "method": method, "parameters": params,
            "objective": objective, "max_trials": max_trials,
            "max_parallel": nums["max_parallel"], "seed": nums["seed"],
@@ -507,7 +518,8 @@ def validate_series(spec: Any) -> dict:
             raise SpecError(errors)
         names = [s["name"] for s in out]
         if len(set(names)) != len(names):
-            raise SpecError([{"loc": ["series"], "msg": "the sweeps of a series need distinct names"}])
+            raise SpecError([{"loc": ["series"],
+                              "msg": "the sweeps of a series need distinct names"}])
         res = {k: spec[k] for k in ("title", "description", "reference") if k in spec}
         res.update(name=str(spec.get("name") or "series"), series=out)
         return res
