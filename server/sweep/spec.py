@@ -434,6 +434,10 @@ def validate_sweep(spec: Any) -> dict:
         else:
             objective["direction"] = direction
 
+    if (objective["metric"].startswith("train_") and config is not None
+            and not config["train"]["eval_train_size"]):
+        chk.err(["objective", "metric"], f"objective: {objective['metric']} is measured on "
+                                         f"train.eval_train_size images, which the base sets to 0")
     nums = chk.fields("sweep", [], {k: spec[k] for k in ("max_trials", "max_parallel", "seed")
                                     if k in spec},
                       {"max_trials": ("int", None, 1, MAX_TRIALS),

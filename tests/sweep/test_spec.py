@@ -76,6 +76,11 @@ def test_budget_objective_and_early_stopping_are_checked():
     assert ["early_stopping", "type"] in locs(sweep(early_stopping={"type": "hyperband"}))
     assert ["early_stopping", "reduction_factor"] in locs(
         sweep(early_stopping={"type": "asha", "reduction_factor": 1}))
+    assert ["objective", "metric"] in locs(sweep(
+        base={"preset": "digits8-mlp", "overrides": {"eval_train_size": 0}},
+        objective={"metric": "train_loss"}))
+    assert validate_sweep(sweep(objective={"metric": "test_loss"}))["objective"] == {
+        "metric": "test_loss", "direction": "minimize"}
     assert ["method"] in locs(sweep(method="bayes"))
     assert ["colour"] in locs(sweep(colour="red"))
 
