@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -190,7 +191,18 @@ def cmd_sweep(args) -> int:
         current["metric"] = part["objective"]["metric"]
         sweep = Sweep(part, emit=emit)
         runner = LocalRunner(sweep, max_parallel=n, threads=threads)
-        summary = runner.run()
+
+        def interrupt(signum, frame, runner=runner) -> None:
+            if runner.stopping:
+                runner.kill()
+            else:
+                print("stopping the sweep (Ctrl-C again to kill its trials)", file=sys.stderr)
+                runner.stop()
+        previous = signal.signal(signal.SIGINT, interrupt)
+        try:
+            summary = runner.run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
         summaries.append(summary)
         if not args.json:
             print("\n".join(_table(summary)) + "\n", flush=True)

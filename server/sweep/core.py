@@ -155,7 +155,7 @@ class Sweep:
         t = self.trials.get(number)
         if t is None or t.status in FINAL:
             return
-        if t.stop_requested == "stop" and error is None:
+        if t.stop_requested == "stop":        # asked to stop; how it left does not matter
             self._finish(t, "stopped", reason="the sweep was stopped")
         else:
             self._finish(t, "failed", reason=error or "the trial ended without finishing")

@@ -54,27 +54,55 @@ class LocalRunner:
         self.ctx = multiprocessing.get_context("spawn")
         self.running: dict[int, _Running] = {}
         self._stop = threading.Event()
+        self._kill = threading.Event()
+        self._stopped = False
 
     def stop(self) -> None:
+        """No new trial; running ones stop at their next step (safe from any thread or a
+        signal handler)."""
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def kill(self) -> None:
+        """Stop, and kill the running trials' processes instead of waiting for them."""
+        self._stop.set()
+        self._kill.set()
 
     def run(self) -> dict:
         """Run every trial; returns the sweep's summary."""
-        os.environ.update(WORKER_ENV)       # inherited by every spawned child
-        if self.threads:
-            os.environ["BACKPROP_THREADS"] = str(self.threads)
-        with tempfile.TemporaryDirectory(prefix="backprop-sweep-") as tmp:
-            self._loop(Path(tmp))
+        env = {**WORKER_ENV, **({"BACKPROP_THREADS": str(self.threads)} if self.threads else {})}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)              # inherited by every spawned child
+        try:
+            with tempfile.TemporaryDirectory(prefix="backprop-sweep-") as tmp:
+                while True:
+                    try:
+                        self._loop(Path(tmp))
+                        break
+                    except KeyboardInterrupt:     # no SIGINT handler installed: stop, then kill
+                        (self.kill if self._stop.is_set() else self.stop)()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         return self.sweep.finish()
 
     def _loop(self, tmp: Path) -> None:
-        stopped = False
         while True:
-            if self._stop.is_set() and not stopped:
-                stopped = True
+            if self._stop.is_set() and not self._stopped:
+                self._stopped = True
                 for n in self.sweep.stop():
                     self._send(n, {"cmd": "stop"})
-            while not stopped and len(self.running) < self.max_parallel:
+            if self._kill.is_set():
+                for r in self.running.values():
+                    if r.proc.is_alive():
+                        r.proc.kill()
+            while not self._stopped and len(self.running) < self.max_parallel:
                 t = self.sweep.next_trial()
                 if t is None:
                     break
@@ -82,15 +110,8 @@ class LocalRunner:
             if not self.running:
                 return
             conns = {r.events: r for r in self.running.values()}
-            try:
-                for conn in wait(list(conns), timeout=0.5):
-                    self._read(conns[conn])
-            except KeyboardInterrupt:
-                if stopped:                   # a second Ctrl-C: do not wait for the trials
-                    for r in self.running.values():
-                        r.error = r.error or "killed by a second interrupt"
-                        r.proc.kill()
-                self._stop.set()
+            for conn in wait(list(conns), timeout=0.5):
+                self._read(conns[conn])
             now = time.monotonic()
             for r in list(self.running.values()):
                 if r.eof:
@@ -150,7 +171,8 @@ class LocalRunner:
             r.proc.join(5)
         for conn in (r.events, r.commands):
             conn.close()
-        del self.running[r.number]
+        if self.running.pop(r.number, None) is None:
+            return
         code = r.proc.exitcode
         err = r.error or (exit_reason(code) if code else None)
         self.sweep.ended(r.number, err)
