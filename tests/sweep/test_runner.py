@@ -38,10 +38,27 @@ def test_a_combination_the_engine_refuses_fails_alone():
         **TINY["overrides"], "optimizer": "sgd", "momentum": 0.5, "epochs": 1}},
         "method": "grid", "parameters": {"train.momentum": {"values": [0.0, 0.9]},
                                          "train.nesterov": {"values": [True]}}})
-    summary = LocalRunner(Sweep(spec), threads=1).run()
+    seen = []
+    summary = LocalRunner(Sweep(spec), threads=1,
+                          on_run_event=lambda n, e: seen.append((n, e["type"]))).run()
     first, second = summary["trials"]
     assert first["status"] == "failed" and "nesterov" in first["reason"]
     assert second["status"] == "completed" and summary["best"]["number"] == 2
+    # the trial that ran is an ordinary run: the engine's own events, first to last
+    assert seen[0] == (2, "run_started") and seen[-1] == (2, "run_finished")
+    assert (2, "progress") in seen and (2, "eval") in seen and {n for n, _ in seen} == {2}
+
+
+def test_an_absurd_learning_rate_ends_diverged_with_the_engines_reason():
+    spec = validate_sweep({"base": {"preset": "digits8-mlp", "overrides": {
+        **TINY["overrides"], "optimizer": "sgd", "epochs": 3}},
+        "method": "grid", "parameters": {"train.lr": {"values": [0.05, 1e6]}}})
+    summary = LocalRunner(Sweep(spec), threads=1).run()
+    ok, bad = summary["trials"]
+    assert ok["status"] == "completed"
+    assert bad["status"] == "diverged" and "lower the learning rate" in bad["reason"]
+    assert bad["test_accuracy"] is None and bad["steps"] < 21
+    assert summary["best"]["number"] == 1
 
 
 def test_series_runs_its_sweeps_in_order(tmp_path):
