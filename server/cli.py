@@ -1,4 +1,5 @@
-"""``backprop-lab``: the engine's ``train`` and ``presets``, plus ``serve``."""
+"""``backprop-lab``: the engine's ``train`` and ``presets``, plus ``serve``, ``sweep`` and
+``sweeps``."""
 from __future__ import annotations
 
 import copy
@@ -33,6 +34,8 @@ def build_parser():
     parser = engine_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     add_serve_parser(sub)
+    from .sweep.cli import add_sweep_parsers
+    add_sweep_parsers(sub)
     return parser
 
 
