@@ -14,9 +14,12 @@ person reads them, while ``loc`` holds the 0-based list index.
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
+from .fields import (BOOL, CHOICE, DEFAULT_INIT_TYPE, FLOAT, INIT, INIT_FIELDS, INIT_TYPES, INT,
+                     MISSING, Field, init_fields)
 from .layers import conv_output_size
 
 MAX_LAYERS = 200
@@ -34,75 +37,70 @@ class SpecError(ValueError):
         super().__init__("; ".join(e["msg"] for e in errors))
 
 
-class _Missing:
-    pass
-
-
-MISSING = _Missing()
-
-# field -> (kind, default, lo, hi); kind: int | float | bool | init | str-choice tuple
-_INT, _FLOAT, _BOOL, _INIT = "int", "float", "bool", "init"
-LAYER_FIELDS: dict[str, dict[str, tuple]] = {
-    "dense": {"units": (_INT, MISSING, 1, 65536), "use_bias": (_BOOL, True), "init": (_INIT, None)},
-    "conv2d": {"filters": (_INT, MISSING, 1, 1024), "kernel_size": (_INT, MISSING, 1, 64),
-               "stride": (_INT, 1, 1, 64), "padding": (_INT, 0, 0, 64),
-               "use_bias": (_BOOL, True), "init": (_INIT, None)},
-    "maxpool2d": {"pool_size": (_INT, 2, 1, 64), "stride": (_INT, None, 1, 64)},
-    "avgpool2d": {"pool_size": (_INT, 2, 1, 64), "stride": (_INT, None, 1, 64)},
+#: field -> Field; the layer tables come from the layer classes (``Layer.fields``)
+_INT, _FLOAT, _BOOL, _INIT, _CHOICE = INT, FLOAT, BOOL, INIT, CHOICE
+LAYER_FIELDS: dict[str, dict[str, Field]] = {
+    "dense": {"units": Field(_INT, MISSING, 1, 65536), "use_bias": Field(_BOOL, True),
+              "init": Field(_INIT, None)},
+    "conv2d": {"filters": Field(_INT, MISSING, 1, 1024), "kernel_size": Field(_INT, MISSING, 1, 64),
+               "stride": Field(_INT, 1, 1, 64), "padding": Field(_INT, 0, 0, 64),
+               "use_bias": Field(_BOOL, True), "init": Field(_INIT, None)},
+    "maxpool2d": {"pool_size": Field(_INT, 2, 1, 64), "stride": Field(_INT, None, 1, 64)},
+    "avgpool2d": {"pool_size": Field(_INT, 2, 1, 64), "stride": Field(_INT, None, 1, 64)},
     "flatten": {},
     "relu": {}, "sigmoid": {}, "tanh": {},
-    "leaky_relu": {"alpha": (_FLOAT, 0.01, 0.0, 1.0)},
-    "dropout": {"rate": (_FLOAT, 0.5, 0.0, 0.99)},
-    "batchnorm": {"momentum": (_FLOAT, 0.9, 0.0, 0.9999), "epsilon": (_FLOAT, 1e-5, 1e-12, 1.0)},
+    "leaky_relu": {"alpha": Field(_FLOAT, 0.01, 0.0, 1.0)},
+    "dropout": {"rate": Field(_FLOAT, 0.5, 0.0, 0.99)},
+    "batchnorm": {"momentum": Field(_FLOAT, 0.9, 0.0, 0.9999),
+                  "epsilon": Field(_FLOAT, 1e-5, 1e-12, 1.0)},
 }
 LAYER_ALIASES = {"conv": "conv2d", "maxpool": "maxpool2d", "avgpool": "avgpool2d",
                  "leakyrelu": "leaky_relu", "batch_norm": "batchnorm", "linear": "dense"}
 
-INIT_TYPES = ("normal", "uniform", "glorot", "xavier", "he")
 OPTIMIZER_TYPES = ("sgd", "adam", "rmsprop")
 LOSS_TYPES = ("cross_entropy", "mse")
-SCHEDULE_FIELDS = {
+SCHEDULE_FIELDS: dict[str, dict[str, Field]] = {
     "constant": {},
-    "step": {"gamma": (_FLOAT, 0.95, 1e-6, 1.0), "every_epochs": (_INT, 1, 1, 10_000)},
-    "exponential": {"gamma": (_FLOAT, 0.95, 1e-6, 1.0)},
-    "cosine": {"min_lr": (_FLOAT, 0.0, 0.0, 1e9)},
-    "loss": {"table": ("table", [])},
+    "step": {"gamma": Field(_FLOAT, 0.95, 1e-6, 1.0), "every_epochs": Field(_INT, 1, 1, 10_000)},
+    "exponential": {"gamma": Field(_FLOAT, 0.95, 1e-6, 1.0)},
+    "cosine": {"min_lr": Field(_FLOAT, 0.0, 0.0, 1e9)},
+    "loss": {"table": Field("table", [])},
 }
 
 # The training hyperparameters, with their defaults and ranges.
-TRAIN_FIELDS: dict[str, tuple] = {
-    "optimizer": (("sgd", "adam", "rmsprop"), "sgd"),
-    "lr": (_FLOAT, 0.01, 0.0, 1e12),
-    "momentum": (_FLOAT, 0.0, 0.0, 0.9999),
-    "nesterov": (_BOOL, False),
-    "beta1": (_FLOAT, 0.9, 0.0, 0.9999),
-    "beta2": (_FLOAT, 0.999, 0.0, 0.999999),
-    "rho": (_FLOAT, 0.9, 0.0, 0.9999),
-    "eps": (_FLOAT, 1e-8, 1e-12, 1.0),
-    "weight_decay": (_FLOAT, 0.0, 0.0, 10.0),
-    "clip_norm": (_FLOAT, None, 1e-9, 1e9),
-    "batch_size": (_INT, 64, 1, 8192),
-    "epochs": (_INT, None, 1, 10_000),
-    "iterations": (_INT, None, 1, 10_000_000),
-    "sampling": (("shuffle", "replacement"), "shuffle"),
-    "drop_last": (_BOOL, False),
-    "loss": (LOSS_TYPES, "cross_entropy"),
-    "init": (_INIT, {"type": "glorot"}),
-    "schedule": ("schedule", {"type": "constant"}),
-    "seed": (_INT, 0, 0, 2 ** 32 - 1),
-    "dtype": (("float32", "float64"), "float32"),
-    "eval_every": (_INT, 0, 0, 10_000_000),
-    "eval_train_size": (_INT, 2000, 0, 60_000),
-    "snapshot_interval": (_FLOAT, 0.5, 0.0, 3600.0),
-    "probe_indices": ("probes", [0, 1, 2, 3]),
+TRAIN_FIELDS: dict[str, Field] = {
+    "optimizer": Field(_CHOICE, "sgd", choices=OPTIMIZER_TYPES),
+    "lr": Field(_FLOAT, 0.01, 0.0, 1e12),
+    "momentum": Field(_FLOAT, 0.0, 0.0, 0.9999),
+    "nesterov": Field(_BOOL, False),
+    "beta1": Field(_FLOAT, 0.9, 0.0, 0.9999),
+    "beta2": Field(_FLOAT, 0.999, 0.0, 0.999999),
+    "rho": Field(_FLOAT, 0.9, 0.0, 0.9999),
+    "eps": Field(_FLOAT, 1e-8, 1e-12, 1.0),
+    "weight_decay": Field(_FLOAT, 0.0, 0.0, 10.0),
+    "clip_norm": Field(_FLOAT, None, 1e-9, 1e9),
+    "batch_size": Field(_INT, 64, 1, 8192),
+    "epochs": Field(_INT, None, 1, 10_000),
+    "iterations": Field(_INT, None, 1, 10_000_000),
+    "sampling": Field(_CHOICE, "shuffle", choices=("shuffle", "replacement")),
+    "drop_last": Field(_BOOL, False),
+    "loss": Field(_CHOICE, "cross_entropy", choices=LOSS_TYPES),
+    "init": Field(_INIT, {"type": DEFAULT_INIT_TYPE}),
+    "schedule": Field("schedule", {"type": "constant"}),
+    "seed": Field(_INT, 0, 0, 2 ** 32 - 1),
+    "dtype": Field(_CHOICE, "float32", choices=("float32", "float64")),
+    "eval_every": Field(_INT, 0, 0, 10_000_000),
+    "eval_train_size": Field(_INT, 2000, 0, 60_000),
+    "snapshot_interval": Field(_FLOAT, 0.5, 0.0, 3600.0),
+    "probe_indices": Field("probes", [0, 1, 2, 3]),
 }
 
-DATASET_FIELDS: dict[str, tuple] = {
-    "name": ("dataset_name", "mnist"),
-    "train_limit": (_INT, None, 1, 10_000_000),
-    "test_limit": (_INT, None, 1, 10_000_000),
-    "path": ("path", None),
-    "normalize": (("none", "standard"), "none"),
+DATASET_FIELDS: dict[str, Field] = {
+    "name": Field("dataset_name", "mnist"),
+    "train_limit": Field(_INT, None, 1, 10_000_000),
+    "test_limit": Field(_INT, None, 1, 10_000_000),
+    "path": Field("path", None),
+    "normalize": Field(_CHOICE, "none", choices=("none", "standard")),
 }
 # Mean and standard deviation of each training set's pixels in [0, 1], for normalize="standard".
 DATASET_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530),
@@ -125,17 +123,17 @@ class _Checker:
     def err(self, loc: list, msg: str) -> None:
         self.errors.append({"loc": loc, "msg": msg})
 
-    def value(self, where: str, loc: list, field: str, rule: tuple, raw: Any) -> Any:
-        kind = rule[0]
-        default = rule[1]
+    def value(self, where: str, loc: list, field: str, rule: Field, raw: Any) -> Any:
+        kind, default = rule.kind, rule.default
         if raw is MISSING:
             if default is MISSING:
                 self.err(loc, f"{where}: {field} is required")
-            return default
+            # a default dict or list is the table's own: the config gets a copy
+            return copy.deepcopy(default) if isinstance(default, (dict, list)) else default
         if raw is None and default is None:
             return None
-        if kind == _INT:
-            lo, hi = rule[2], rule[3]
+        if kind == INT:
+            lo, hi = rule.min, rule.max
             if isinstance(raw, bool) or not isinstance(raw, int):
                 self.err(loc, f"{where}: {field} must be an integer between {lo} and {hi}, got {_fmt(raw)}")
                 return default
@@ -143,8 +141,8 @@ class _Checker:
                 self.err(loc, f"{where}: {field} must be between {lo} and {hi}, got {_fmt(raw)}")
                 return default
             return raw
-        if kind == _FLOAT:
-            lo, hi = rule[2], rule[3]
+        if kind == FLOAT:
+            lo, hi = rule.min, rule.max
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                 self.err(loc, f"{where}: {field} must be a number, got {_fmt(raw)}")
                 return default
@@ -155,21 +153,21 @@ class _Checker:
                 self.err(loc, f"{where}: {field} must be between {lo:g} and {hi:g}, got {_fmt(raw)}")
                 return default
             return float(raw)
-        if kind == _BOOL:
+        if kind == BOOL:
             if not isinstance(raw, bool):
                 self.err(loc, f"{where}: {field} must be true or false, got {_fmt(raw)}")
                 return default
             return raw
-        if isinstance(kind, tuple):
-            if raw not in kind:
-                self.err(loc, f"{where}: {field} must be one of {', '.join(kind)}, got {_fmt(raw)}")
+        if kind == CHOICE:
+            if not isinstance(raw, str) or raw not in rule.choices:
+                self.err(loc, f"{where}: {field} must be one of {', '.join(rule.choices)}, got {_fmt(raw)}")
                 return default
             return raw
-        if kind == _INIT:
+        if kind == INIT:
             return self.init(where, loc, raw)
         raise AssertionError(kind)
 
-    def fields(self, where: str, loc: list, obj: Any, rules: dict, skip=()) -> dict:
+    def fields(self, where: str, loc: list, obj: Any, rules: dict[str, Field], skip=()) -> dict:
         if not isinstance(obj, dict):
             self.err(loc, f"{where} must be an object, got {_fmt(obj)}")
             return {}
@@ -179,7 +177,7 @@ class _Checker:
                 allowed = ", ".join(rules) or "none"
                 self.err(loc + [key], f"{where}: unknown field {key!r} (allowed: {allowed})")
         for key, rule in rules.items():
-            if rule[0] in ("schedule", "probes", "table", "dataset_name", "path"):
+            if rule.kind in ("schedule", "probes", "table", "dataset_name", "path"):
                 continue
             out[key] = self.value(where, loc + [key], key, rule, obj.get(key, MISSING))
         return out
@@ -191,14 +189,10 @@ class _Checker:
             self.err(loc, f"{where}: init must be an object like {{\"type\": \"he\"}}, got {_fmt(raw)}")
             return None
         kind = raw.get("type", MISSING)
-        if kind not in INIT_TYPES:
+        if not isinstance(kind, str) or kind not in INIT_FIELDS:
             self.err(loc + ["type"], f"{where}: init type must be one of {', '.join(INIT_TYPES)}, got {_fmt(kind)}")
             return None
-        rules = {"type": ((kind,), kind), "bias_std": (_FLOAT, 0.0, 0.0, 100.0)}
-        if kind == "normal":
-            rules["std"] = (_FLOAT, 0.01, 0.0, 100.0)
-        if kind == "uniform":
-            rules["limit"] = (_FLOAT, 0.05, 0.0, 100.0)
+        rules = {"type": Field(CHOICE, kind, choices=(kind,)), **init_fields(kind)}
         out = self.fields(f"{where} init", loc, raw, rules)
         if not out.get("bias_std"):
             out.pop("bias_std", None)
@@ -372,7 +366,7 @@ def _check_train(chk: _Checker, raw: Any) -> dict:
         tr["schedule"] = {"type": "constant"}
     else:
         kind = sraw.get("type", "constant")
-        rules = {"type": ((kind,), kind), **SCHEDULE_FIELDS[kind]}
+        rules = {"type": Field(CHOICE, kind, choices=(kind,)), **SCHEDULE_FIELDS[kind]}
         sched = chk.fields("train schedule", ["train", "schedule"], sraw,
                            rules)
         sched["type"] = kind

@@ -12,28 +12,28 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from engine.fields import Field as EngineField
 from engine.spec import DATASET_FIELDS, DATASET_SHAPES, LAYER_FIELDS, TRAIN_FIELDS
 
 MAX_LIST = 10_000          # longer lists are refused at the edge (the engine allows 200 layers)
 MAX_NAME = 200
 
 
-def _field_schema(rule: tuple) -> dict:
-    kind = rule[0]
+def _field_schema(rule: EngineField) -> dict:
+    kind = rule.kind
     if kind == "int":
-        return {"type": "integer", "minimum": rule[2], "maximum": rule[3]}
+        return {"type": "integer", "minimum": rule.min, "maximum": rule.max}
     if kind == "float":
-        return {"type": "number", "minimum": rule[2], "maximum": rule[3]}
+        return {"type": "number", "minimum": rule.min, "maximum": rule.max}
     if kind == "bool":
         return {"type": "boolean"}
-    if isinstance(kind, tuple):
-        return {"enum": list(kind)}
+    if kind == "choice":
+        return {"enum": list(rule.choices)}
     return {}
 
 
-def _default(rule: tuple):
-    d = rule[1] if len(rule) > 1 else None
-    return None if d is None or type(d).__name__ == "_Missing" else d
+def _default(rule: EngineField):
+    return None if rule.required else rule.default
 
 
 def layer_schema() -> dict:
@@ -47,7 +47,7 @@ def layer_schema() -> dict:
             d = _default(rule)
             if d is not None:
                 props[name]["default"] = d
-            elif len(rule) > 1 and type(rule[1]).__name__ == "_Missing":
+            elif rule.required:
                 required.append(name)
         alts.append({"title": kind, "type": "object", "properties": props,
                      "required": required, "additionalProperties": False})

@@ -4,11 +4,11 @@ from __future__ import annotations
 from engine import spec
 
 
-def rule_of(field: dict) -> tuple:
-    """A served field back as engine.spec's (kind, default[, min, max]) tuple."""
-    kind = tuple(field["choices"]) if field["kind"] == "choice" else field["kind"]
-    default = spec.MISSING if field["required"] else field["default"]
-    return (kind, default, field["min"], field["max"]) if "min" in field else (kind, default)
+def rule_of(field: dict) -> spec.Field:
+    """A served field back as engine.spec's ``Field``."""
+    return spec.Field(field["kind"], spec.MISSING if field["required"] else field["default"],
+                      field.get("min"), field.get("max"), tuple(field.get("choices", ())),
+                      field.get("help", ""))
 
 
 def test_spec_serves_the_engine_tables(api):
