@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .layer_base import Layer, Param, _scratch, _Weighted, init_array, init_bias
+from .fields import INT, MISSING, Field
+from .layer_base import Layer, Param, ShapeError, _scratch, _Weighted, init_array, init_bias, shape_str
 
 
 def _windows(x: np.ndarray, kh: int, kw: int, stride: int, oh: int, ow: int) -> np.ndarray:
@@ -38,6 +39,21 @@ def conv_output_size(size: int, k: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - k) // stride + 1
 
 
+def _image_input(shape: tuple) -> tuple[int, int, int]:
+    """``(H, W, C)``, or a ``ShapeError`` for any other input."""
+    if len(shape) != 3:
+        raise ShapeError(f"expects an image input (height, width, channels) but gets "
+                         f"{shape_str(shape)}; put it before any flatten or dense layer")
+    return shape
+
+
+def _window_fits(field: str, k: int, h: int, w: int, p: int) -> None:
+    """A ``ShapeError`` on ``field`` unless a ``k`` x ``k`` window fits the padded input."""
+    if k > h + 2 * p or k > w + 2 * p:
+        raise ShapeError(f"{field} {k} is larger than its input {h}x{w}"
+                         + (f" padded by {p}" if p else ""), field)
+
+
 #: Up to this many input channels Conv2D builds its im2col matrix transposed (one row per
 #: kernel offset and channel, copied as long contiguous runs); with more channels the
 #: window rows (kw*C contiguous values) are long enough for the direct layout.
@@ -63,6 +79,12 @@ class Conv2D(_Weighted):
     """
 
     type = "conv2d"
+    aliases = ("conv",)
+    fields = {"filters": Field(INT, MISSING, 1, 1024), "kernel_size": Field(INT, MISSING, 1, 64),
+              "stride": Field(INT, 1, 1, 64), "padding": Field(INT, 0, 0, 64), **_Weighted.fields}
+    size_field = "filters"
+    fresh_output = True
+    gains_from_shards = True
 
     def __init__(self, filters: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  use_bias: bool = True, init: dict | None = None):
@@ -71,6 +93,22 @@ class Conv2D(_Weighted):
         self.kernel_size = int(kernel_size)
         self.stride = int(stride)
         self.padding = int(padding)
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = _image_input(input_shape)
+        k, s, p = self.kernel_size, self.stride, self.padding
+        _window_fits("kernel_size", k, h, w, p)
+        if p >= k:
+            raise ShapeError(f"padding must be smaller than kernel_size ({k}), got {p}", "padding")
+        return conv_output_size(h, k, s, p), conv_output_size(w, k, s, p), self.filters
+
+    def count_params(self, input_shape):
+        k, f = self.kernel_size, self.filters
+        return k * k * input_shape[-1] * f + (f if self.use_bias else 0)
+
+    def work_size(self, input_shape):
+        oh, ow, _ = self.compute_output_shape(input_shape)
+        return oh * ow * self.kernel_size ** 2 * input_shape[-1]
 
     def build(self, input_shape, rng, dtype, default_init=None):
         h, w, c = input_shape
@@ -149,10 +187,20 @@ class Conv2D(_Weighted):
 # ---------------------------------------------------------------- pooling
 
 class _Pool2D(Layer):
+    """``(N, H, W, C) -> (N, OH, OW, C)`` over ``pool_size`` windows (stride: the pool size)."""
+
+    fields = {"pool_size": Field(INT, 2, 1, 64), "stride": Field(INT, None, 1, 64)}
+    fresh_output = True
+
     def __init__(self, pool_size: int = 2, stride: int | None = None):
         super().__init__()
         self.pool_size = int(pool_size)
         self.stride = int(stride) if stride is not None else self.pool_size
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = _image_input(input_shape)
+        _window_fits("pool_size", self.pool_size, h, w, 0)
+        return (*self._out(h, w), c)
 
     def _out(self, h, w):
         return conv_output_size(h, self.pool_size, self.stride, 0), \
@@ -195,6 +243,7 @@ class MaxPool2D(_Pool2D):
     """
 
     type = "maxpool2d"
+    aliases = ("maxpool",)
 
     def forward(self, x, train=True):
         k, s = self.pool_size, self.stride
@@ -280,6 +329,7 @@ class AvgPool2D(_Pool2D):
     """
 
     type = "avgpool2d"
+    aliases = ("avgpool",)
 
     def forward(self, x, train=True):
         k, s = self.pool_size, self.stride

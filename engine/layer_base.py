@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .fields import BOOL, INIT, Field
+
 
 class Param:
     """A trainable array and its gradient. Updated in place so references stay valid."""
@@ -23,10 +25,51 @@ class Param:
         return f"Param({self.name}, shape={self.value.shape}, dtype={self.value.dtype})"
 
 
+class ShapeError(ValueError):
+    """A layer cannot take an input of some shape.
+
+    The message reads after the layer's name ("layer 3 (dense): expects a flat input ...");
+    ``field`` is the config field at fault, or None when it is the input itself.
+    """
+
+    def __init__(self, msg: str, field: str | None = None):
+        super().__init__(msg)
+        self.field = field
+
+
+def shape_str(shape) -> str:
+    """``(28, 28, 1)``, ``(10,)``: a shape as a person writes it."""
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
 class Layer:
-    """Base layer. Subclasses set ``type`` and implement forward/backward."""
+    """Base layer. A subclass sets ``type`` and ``fields`` (its config fields, one table per
+    layer type) and the class attributes below that apply, and answers, for an input shape
+    without the batch axis, its output shape (``compute_output_shape``), its parameter
+    count and its work size before anything is allocated: engine.spec validates a config
+    with them. ``build`` allocates, ``forward``/``backward`` compute.
+    """
 
     type = "layer"
+    #: the config fields besides ``type``: ``{name: engine.fields.Field}``, in config order
+    fields: dict[str, Field] = {}
+    #: other names a config may give as its ``type``
+    aliases: tuple[str, ...] = ()
+    #: an elementwise activation: ``forward(x, train, overwrite=True)`` may write its result
+    #: over ``x``, and a snapshot's feature maps include the activation after a weighted layer
+    is_activation = False
+    #: forward returns a new array that the layer does not keep (an activation after it
+    #: may write over it)
+    fresh_output = False
+    #: has a kernel: the model's first such layer is the one a snapshot shows
+    has_kernel = False
+    #: the field that sets the layer's size: when it is far out of range, the error says
+    #: what the weights would weigh
+    size_field: str | None = None
+    #: a net with this layer computes big training batches in shards (Model.shard_bounds)
+    gains_from_shards = False
+    #: a net with this layer never shards (BatchNorm: batch statistics depend on the split)
+    breaks_sharding = False
     #: False for the first layer of a model: its input gradient is never needed.
     needs_input_grad = True
 
@@ -34,8 +77,43 @@ class Layer:
         self.params: list[Param] = []
         self.index = 0  # position in the model, for names and error messages
 
-    def build(self, input_shape: tuple, rng: np.random.Generator, dtype) -> None:
-        """Allocate parameters for an input of shape ``input_shape`` (no batch axis)."""
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Layer":
+        """The layer of a config entry (``{"type": ..., field: value, ...}``)."""
+        return cls(**{k: v for k, v in cfg.items() if k != "type"})
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """The output shape for an input of ``input_shape`` (no batch axis).
+
+        Raises ``ShapeError`` when the layer cannot take that input.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must say its output shape")
+
+    def count_params(self, input_shape: tuple) -> int:
+        """How many numbers ``build`` allocates as parameters for this input shape."""
+        return 0
+
+    def work_size(self, input_shape: tuple) -> int:
+        """Values per image of the largest work array forward keeps (Conv2D's im2col
+        matrix), for the memory estimate."""
+        return 0
+
+    def build(self, input_shape: tuple, rng: np.random.Generator, dtype,
+              default_init: dict | None = None) -> None:
+        """Allocate parameters and state for an input of ``input_shape`` (no batch axis).
+
+        ``rng`` draws initial weights; ``default_init`` is the run's initialiser, for a
+        layer that names none of its own. Layers without parameters allocate nothing.
+        """
+
+    def set_stream(self, key: list[int]) -> None:
+        """Seed the layer's own random numbers (Dropout's masks) from ``key``; a layer that
+        draws none ignores it."""
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Arrays saved with the parameters that are not trained (BatchNorm's running
+        statistics), by name; loading copies into them in place."""
+        return {}
 
     def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
         raise NotImplementedError
@@ -48,6 +126,8 @@ class Layer:
             p.grad[...] = 0
 
     def get_config(self) -> dict:
+        """The layer's config entry with every default filled in (``from_config`` of it
+        gives the same layer)."""
         return {"type": self.type}
 
     def __repr__(self) -> str:
@@ -92,6 +172,11 @@ def init_bias(init: dict, shape: tuple, rng: np.random.Generator, dtype) -> np.n
 
 
 class _Weighted(Layer):
+    """A layer with a kernel and an optional bias, drawn by ``init`` (or the run's)."""
+
+    fields = {"use_bias": Field(BOOL, True), "init": Field(INIT, None)}
+    has_kernel = True
+
     def __init__(self, use_bias: bool = True, init: dict | None = None):
         super().__init__()
         self.use_bias = use_bias

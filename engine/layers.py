@@ -10,14 +10,20 @@ Conventions (as in Keras, channels-last):
 - ``forward(x, train)`` stores exactly what ``backward(grad)`` needs; ``backward``
   returns a fresh ``dx`` and *accumulates* into each parameter's ``grad``
   (``zero_grad`` clears them). Inputs are never modified in place.
+- Each class answers its own rules before anything is allocated (``fields``,
+  ``compute_output_shape``, ``count_params``): engine.spec validates configs with them.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy.special import expit
 
 from .conv import AvgPool2D, Conv2D, MaxPool2D, conv_output_size  # noqa: F401 (re-exported)
-from .layer_base import Layer, Param, _scratch, _Weighted, init_array, init_bias  # noqa: F401
+from .fields import FLOAT, INT, MISSING, Field
+from .layer_base import (Layer, Param, ShapeError, _scratch, _Weighted, init_array,  # noqa: F401
+                         init_bias, shape_str)
 
 
 # ---------------------------------------------------------------- dense
@@ -26,10 +32,24 @@ class Dense(_Weighted):
     """Fully connected: ``(N, in) -> (N, units)``, ``y = x @ W + b``."""
 
     type = "dense"
+    aliases = ("linear",)
+    fields = {"units": Field(INT, MISSING, 1, 65536), **_Weighted.fields}
+    size_field = "units"
+    fresh_output = True
 
     def __init__(self, units: int, use_bias: bool = True, init: dict | None = None):
         super().__init__(use_bias, init)
         self.units = int(units)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ShapeError(f"expects a flat input but gets {shape_str(input_shape)}; "
+                             f"add a flatten layer before it")
+        return (self.units,)
+
+    def count_params(self, input_shape):
+        # the size of any input, flat or not: the error for a far-too-big layer uses it
+        return math.prod(input_shape) * self.units + (self.units if self.use_bias else 0)
 
     def build(self, input_shape, rng, dtype, default_init=None):
         (d,) = input_shape
@@ -64,6 +84,9 @@ class Flatten(Layer):
 
     type = "flatten"
 
+    def compute_output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
     def forward(self, x, train=True):
         self._xshape = x.shape
         return x.reshape(x.shape[0], -1)
@@ -95,10 +118,19 @@ def _zeros_row(n: int, dtype) -> np.ndarray:
 
 
 class _Activation(Layer):
+    """An elementwise function: the output has the input's shape."""
+
+    is_activation = True
     #: set by the Model when this layer's input is the fresh output of the layer before
     #: (Conv2D, Dense, pooling), which nothing else keeps: forward then writes over it
     #: instead of filling a new array of the same size (less memory traffic)
     overwrite_input = False
+    #: monotone with a zero gradient wherever ties could move a window's maximum: the
+    #: model may run it after the max-pool that follows it (model._PoolFirst)
+    commutes_with_max_pool = False
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
 
     def _out(self, x):
         return x if self.overwrite_input else None
@@ -108,6 +140,7 @@ class ReLU(_Activation):
     """``max(x, 0)``. Backward multiplies by the cached ``x > 0`` mask."""
 
     type = "relu"
+    commutes_with_max_pool = True
 
     def forward(self, x, train=True):
         rows = _rows(x)
@@ -123,6 +156,9 @@ class ReLU(_Activation):
 
 class LeakyReLU(_Activation):
     type = "leaky_relu"
+    aliases = ("leakyrelu",)
+    fields = {"alpha": Field(FLOAT, 0.01, 0.0, 1.0)}
+    commutes_with_max_pool = True
 
     def __init__(self, alpha: float = 0.01):
         super().__init__()
@@ -184,11 +220,18 @@ class Dropout(Layer):
     by ``1/(1 - rate)`` at training time, so evaluation is the identity."""
 
     type = "dropout"
+    fields = {"rate": Field(FLOAT, 0.5, 0.0, 0.99)}
 
     def __init__(self, rate: float = 0.5):
         super().__init__()
         self.rate = float(rate)
         self.rng = np.random.default_rng(0)  # the model reseeds it from its seed
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def set_stream(self, key):
+        self.rng = np.random.default_rng(key)
 
     def forward(self, x, train=True):
         if not train or self.rate == 0:
@@ -226,11 +269,23 @@ class BatchNorm(Layer):
     """
 
     type = "batchnorm"
+    aliases = ("batch_norm",)
+    fields = {"momentum": Field(FLOAT, 0.9, 0.0, 0.9999), "epsilon": Field(FLOAT, 1e-5, 1e-12, 1.0)}
+    breaks_sharding = True
 
     def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5):
         super().__init__()
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def count_params(self, input_shape):
+        return 2 * input_shape[-1]
+
+    def buffers(self):
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
 
     def build(self, input_shape, rng, dtype, default_init=None):
         c = input_shape[-1]
@@ -271,7 +326,10 @@ class BatchNorm(Layer):
         return {"type": self.type, "momentum": self.momentum, "epsilon": self.epsilon}
 
 
+#: every layer by its config ``type``, in the order the page lists them
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.type: cls for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, ReLU, LeakyReLU,
-                              Sigmoid, Tanh, Dropout, BatchNorm)
+    cls.type: cls for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, ReLU, Sigmoid, Tanh,
+                              LeakyReLU, Dropout, BatchNorm)
 }
+#: other names of layer types: ``{"conv": "conv2d", ...}``
+LAYER_ALIASES: dict[str, str] = {a: cls.type for cls in LAYER_TYPES.values() for a in cls.aliases}

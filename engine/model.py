@@ -10,12 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import runtime
-from .layers import (LAYER_TYPES, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Layer, LeakyReLU,
-                     MaxPool2D, Param, ReLU, _Activation)
+from .layers import LAYER_TYPES, Layer, MaxPool2D, Param
 from .losses import LOSSES
 from .spec import validate_model
-
-ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
 
 #: a conv net's batch is computed in shards once each has at least this many images
 MIN_SHARD = 16
@@ -48,10 +45,6 @@ class _PoolFirst:
         return self.pool.backward(self.act.backward(grad))
 
 
-#: layers whose output is a new array that they do not keep (an activation may overwrite it)
-_FRESH_OUTPUT = (Conv2D, Dense, MaxPool2D, AvgPool2D)
-
-
 def _plan(layers: list[Layer]) -> list:
     """The layers in execution order, with activation -> max-pool pairs swapped, and
     activations told when they may overwrite their input."""
@@ -59,13 +52,13 @@ def _plan(layers: list[Layer]) -> list:
     while i < len(layers):
         layer = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if type(layer) in (ReLU, LeakyReLU) and type(nxt) is MaxPool2D:
+        if getattr(layer, "commutes_with_max_pool", False) and type(nxt) is MaxPool2D:
             plan.append(_PoolFirst(layer, nxt))
             layer.overwrite_input = True       # it now runs on the pool's fresh output
             i += 2
         else:
-            if isinstance(layer, _Activation):
-                layer.overwrite_input = i > 0 and isinstance(layers[i - 1], _FRESH_OUTPUT)
+            if layer.is_activation:
+                layer.overwrite_input = i > 0 and layers[i - 1].fresh_output
             plan.append(layer)
             i += 1
     return plan
@@ -97,13 +90,10 @@ class Model:
         self.layers: list[Layer] = []
         shape = self.input_shape
         for i, cfg in enumerate(norm):
-            kw = {k: v for k, v in cfg.items() if k != "type"}
-            layer = LAYER_TYPES[cfg["type"]](**kw)
+            layer = LAYER_TYPES[cfg["type"]].from_config(cfg)
             layer.index = i
-            if isinstance(layer, (Dense, Conv2D, BatchNorm)):
-                layer.build(shape, rng, self.dtype, self.default_init)
-            if isinstance(layer, Dropout):
-                layer.rng = np.random.default_rng([seed, i])
+            layer.build(shape, rng, self.dtype, self.default_init)  # draws from rng in order
+            layer.set_stream([seed, i])
             shape = tuple(self.summary["layers"][i]["output_shape"])
             self.layers.append(layer)
         # Nothing below the first layer with parameters needs a gradient: that layer skips
@@ -114,8 +104,8 @@ class Model:
         self._plan_for: tuple = ()
         # Conv nets split big batches into shards (see shard_bounds); BatchNorm's batch
         # statistics would change with the split, so a net with BatchNorm never shards.
-        self.shardable = (any(isinstance(layer, Conv2D) for layer in self.layers)
-                          and not any(isinstance(layer, BatchNorm) for layer in self.layers))
+        self.shardable = (any(layer.gains_from_shards for layer in self.layers)
+                          and not any(layer.breaks_sharding for layer in self.layers))
         self.threads = int(threads)
         self._replicas: list[Model] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -201,8 +191,7 @@ class Model:
                 twin.params = [Param(p.value, p.name, p.decay) for p in layer.params]
                 for p, q in zip(layer.params, twin.params):
                     q.value = p.value                           # shared, updated in place
-                if isinstance(twin, Dropout):
-                    twin.rng = np.random.default_rng([self.seed, layer.index, len(self._replicas) + 1])
+                twin.set_stream([self.seed, layer.index, len(self._replicas) + 1])
                 rep.layers.append(twin)
             rep._plan_for = ()
             self._replicas.append(rep)
@@ -307,7 +296,7 @@ class Model:
 
     def first_weighted(self) -> tuple[int, Layer] | None:
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, (Dense, Conv2D)):
+            if layer.has_kernel:
                 return i, layer
         return None
 
@@ -320,7 +309,7 @@ class Model:
         if found is None:
             return None
         end = found[0] + 1
-        if end < len(self.layers) and self.layers[end].type in ACTIVATIONS:
+        if end < len(self.layers) and self.layers[end].is_activation:
             end += 1
         h = self._standardise(x.astype(self.dtype, copy=False))
         for layer in self.layers[:end]:
@@ -339,12 +328,12 @@ class Model:
     # ------------------------------------------------------------ checkpoints
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Flat ``{name: array}``: parameters and BatchNorm running statistics."""
+        """Flat ``{name: array}``: parameters and the layers' buffers (BatchNorm's running
+        statistics)."""
         out = {f"param.{i}": p.value for i, p in enumerate(self.params)}
         for layer in self.layers:
-            if isinstance(layer, BatchNorm):
-                out[f"buffer.{layer.index}.running_mean"] = layer.running_mean
-                out[f"buffer.{layer.index}.running_var"] = layer.running_var
+            for key, arr in layer.buffers().items():
+                out[f"buffer.{layer.index}.{key}"] = arr
         return out
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -361,11 +350,10 @@ class Model:
         for i, p in enumerate(params):
             p.value[...] = arrays[f"param.{i}"]
         for layer in self.layers:
-            if isinstance(layer, BatchNorm):
-                for key in ("running_mean", "running_var"):
-                    name = f"buffer.{layer.index}.{key}"
-                    if name in arrays:
-                        getattr(layer, key)[...] = arrays[name]
+            for key, arr in layer.buffers().items():
+                name = f"buffer.{layer.index}.{key}"
+                if name in arrays:
+                    arr[...] = arrays[name]
 
     def save(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None,
              meta: dict | None = None) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from .fields import (BOOL, CHOICE, DEFAULT_INIT_TYPE, FLOAT, INIT, INIT_FIELDS, INIT_TYPES, INT,
                      MISSING, Field, init_fields)
-from .layers import conv_output_size
+from .layers import LAYER_ALIASES, LAYER_TYPES, Layer, ShapeError, shape_str
 
 MAX_LAYERS = 200
 MAX_MEMORY_BYTES = 2 * 1024 ** 3
@@ -37,25 +37,9 @@ class SpecError(ValueError):
         super().__init__("; ".join(e["msg"] for e in errors))
 
 
-#: field -> Field; the layer tables come from the layer classes (``Layer.fields``)
 _INT, _FLOAT, _BOOL, _INIT, _CHOICE = INT, FLOAT, BOOL, INIT, CHOICE
-LAYER_FIELDS: dict[str, dict[str, Field]] = {
-    "dense": {"units": Field(_INT, MISSING, 1, 65536), "use_bias": Field(_BOOL, True),
-              "init": Field(_INIT, None)},
-    "conv2d": {"filters": Field(_INT, MISSING, 1, 1024), "kernel_size": Field(_INT, MISSING, 1, 64),
-               "stride": Field(_INT, 1, 1, 64), "padding": Field(_INT, 0, 0, 64),
-               "use_bias": Field(_BOOL, True), "init": Field(_INIT, None)},
-    "maxpool2d": {"pool_size": Field(_INT, 2, 1, 64), "stride": Field(_INT, None, 1, 64)},
-    "avgpool2d": {"pool_size": Field(_INT, 2, 1, 64), "stride": Field(_INT, None, 1, 64)},
-    "flatten": {},
-    "relu": {}, "sigmoid": {}, "tanh": {},
-    "leaky_relu": {"alpha": Field(_FLOAT, 0.01, 0.0, 1.0)},
-    "dropout": {"rate": Field(_FLOAT, 0.5, 0.0, 0.99)},
-    "batchnorm": {"momentum": Field(_FLOAT, 0.9, 0.0, 0.9999),
-                  "epsilon": Field(_FLOAT, 1e-5, 1e-12, 1.0)},
-}
-LAYER_ALIASES = {"conv": "conv2d", "maxpool": "maxpool2d", "avgpool": "avgpool2d",
-                 "leakyrelu": "leaky_relu", "batch_norm": "batchnorm", "linear": "dense"}
+#: each layer type's fields, as its class declares them (``Layer.fields``)
+LAYER_FIELDS: dict[str, dict[str, Field]] = {t: cls.fields for t, cls in LAYER_TYPES.items()}
 
 OPTIMIZER_TYPES = ("sgd", "adam", "rmsprop")
 LOSS_TYPES = ("cross_entropy", "mse")
@@ -203,18 +187,24 @@ def _prod(shape) -> int:
     return int(math.prod(shape))
 
 
-def _shape_str(shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+def _size_hint(cls: type[Layer], cfg: dict, raw: dict, shape: tuple | None, itemsize: int) -> str:
+    """For a size far out of range: what the layer's kernel alone would weigh.
 
-
-def _size_hint(kind: str, raw: dict, shape: tuple | None, itemsize: int) -> str:
-    """For a size far out of range: what the layer alone would weigh."""
-    field = {"dense": "units", "conv2d": "filters"}.get(kind)
+    ``cfg`` holds the checked fields (defaults where a value was refused); the layer is
+    sized with the raw values that are positive integers instead, without a bias.
+    """
+    field = cls.size_field
     v = raw.get(field) if field else None
     if shape is None or isinstance(v, bool) or not isinstance(v, int) or v <= 0:
         return ""
-    fan_in = _prod(shape) if kind == "dense" else shape[-1] * int(raw.get("kernel_size", 1) or 1) ** 2
-    gib = fan_in * v * itemsize / 1024 ** 3
+    trial = {k: raw[k] if isinstance(raw.get(k), int) and raw[k] > 0 else cfg[k]
+             for k in cls.fields if k != "init"}
+    trial["use_bias"] = False
+    try:
+        n = cls.from_config(trial).count_params(shape)
+    except (TypeError, ValueError, IndexError):   # a required field is missing or wrong
+        return ""
+    gib = n * itemsize / 1024 ** 3
     return f" (its weights alone would need about {gib:,.1f} GiB)" if gib >= 0.1 else ""
 
 
@@ -257,29 +247,31 @@ def validate_model(layers: Any, input_shape: tuple, num_classes: int, batch_size
             chk.err(loc + ["type"], f"layer {i + 1}: type is required (one of {', '.join(LAYER_FIELDS)})")
             shape = None
             continue
-        kind = LAYER_ALIASES.get(kind, kind) if isinstance(kind, str) else kind
-        if kind not in LAYER_FIELDS:
+        # a type that is not text (an object, a list) is unknown too, never a dict key
+        kind = LAYER_ALIASES.get(kind, kind) if isinstance(kind, str) else None
+        if kind not in LAYER_TYPES:
             chk.err(loc + ["type"], f"layer {i + 1}: unknown type {_fmt(raw.get('type'))} "
-                                    f"(one of {', '.join(LAYER_FIELDS)})")
+                                    f"(one of {', '.join(LAYER_TYPES)})")
             shape = None
             continue
+        cls = LAYER_TYPES[kind]
         where = f"layer {i + 1} ({kind})"
         n_before = len(chk.errors)
-        cfg = {"type": kind, **chk.fields(where, loc, raw, LAYER_FIELDS[kind], skip=("type",))}
+        cfg = {"type": kind, **chk.fields(where, loc, raw, cls.fields, skip=("type",))}
         if len(chk.errors) > n_before:
-            hint = _size_hint(kind, raw, shape if isinstance(raw.get("kernel_size", 1), int) else None,
-                              itemsize)
+            hint = _size_hint(cls, cfg, raw, shape, itemsize)
             if hint:
                 chk.errors[-1]["msg"] += hint
-        if cfg.get("init") is None:
-            cfg.pop("init", None)
-        if kind in ("maxpool2d", "avgpool2d") and cfg.get("stride") is None:
-            cfg["stride"] = cfg["pool_size"]
-        norm.append(cfg)
-        if len(chk.errors) > n_before or shape is None:
+            norm.append(cfg)
             shape = None
             continue
-        out, params, work = _infer(cfg, shape, where, loc, chk)
+        if cfg.get("init") is None:
+            cfg.pop("init", None)
+        layer = cls.from_config(cfg)
+        norm.append(layer.get_config())    # every default filled in (a pool's stride)
+        if shape is None:
+            continue
+        out, params, work = _infer(layer, shape, where, loc, chk)
         if out is None:
             shape = None
             continue
@@ -291,7 +283,7 @@ def validate_model(layers: Any, input_shape: tuple, num_classes: int, batch_size
     if shape is not None and layers and len(rows) == len(layers):
         if shape != (num_classes,):
             chk.err(["model", len(layers) - 1],
-                    f"the model's output shape is {_shape_str(shape)}, but the dataset has "
+                    f"the model's output shape is {shape_str(shape)}, but the dataset has "
                     f"{num_classes} classes: end with a dense layer of {num_classes} units"
                     + (" after a flatten layer" if len(shape) == 3 else ""))
     # Memory: parameters with their grads and optimizer slots, plus activations and
@@ -309,46 +301,15 @@ def validate_model(layers: Any, input_shape: tuple, num_classes: int, batch_size
     return norm, summary
 
 
-def _infer(cfg: dict, shape: tuple, where: str, loc: list, chk: _Checker):
-    """Output shape, parameter count and im2col working size of one layer."""
-    kind = cfg["type"]
-    if kind == "dense":
-        if len(shape) != 1:
-            chk.err(loc, f"{where}: expects a flat input but gets {_shape_str(shape)}; "
-                         f"add a flatten layer before it")
-            return None, 0, 0
-        return (cfg["units"],), shape[0] * cfg["units"] + (cfg["units"] if cfg["use_bias"] else 0), 0
-    if kind in ("conv2d", "maxpool2d", "avgpool2d"):
-        if len(shape) != 3:
-            chk.err(loc, f"{where}: expects an image input (height, width, channels) but gets "
-                         f"{_shape_str(shape)}; put it before any flatten or dense layer")
-            return None, 0, 0
-        h, w, c = shape
-        if kind == "conv2d":
-            k, s, p = cfg["kernel_size"], cfg["stride"], cfg["padding"]
-            field = "kernel_size"
-        else:
-            k, s, p = cfg["pool_size"], cfg["stride"], 0
-            field = "pool_size"
-        if k > h + 2 * p or k > w + 2 * p:
-            chk.err(loc + [field], f"{where}: {field} {k} is larger than its input "
-                                   f"{h}x{w}" + (f" padded by {p}" if p else ""))
-            return None, 0, 0
-        if kind == "conv2d" and p >= k:
-            chk.err(loc + ["padding"], f"{where}: padding must be smaller than kernel_size "
-                                       f"({k}), got {p}")
-            return None, 0, 0
-        oh, ow = conv_output_size(h, k, s, p), conv_output_size(w, k, s, p)
-        if kind != "conv2d":
-            return (oh, ow, c), 0, 0
-        f = cfg["filters"]
-        params = k * k * c * f + (f if cfg["use_bias"] else 0)
-        return (oh, ow, f), params, oh * ow * k * k * c
-    if kind == "flatten":
-        return (_prod(shape),), 0, 0
-    if kind == "batchnorm":
-        return shape, 2 * shape[-1], 0
-    return shape, 0, 0  # activations, dropout
+def _infer(layer: Layer, shape: tuple, where: str, loc: list, chk: _Checker):
+    """Output shape, parameter count and im2col working size of one layer, as the layer
+    answers them; ``(None, 0, 0)`` with the error recorded when it cannot take ``shape``."""
+    try:
+        out = tuple(layer.compute_output_shape(shape))
+    except ShapeError as e:
+        chk.err(loc + ([e.field] if e.field else []), f"{where}: {e}")
+        return None, 0, 0
+    return out, layer.count_params(shape), layer.work_size(shape)
 
 
 def _check_train(chk: _Checker, raw: Any) -> dict:
