@@ -9,7 +9,9 @@ Conventions (as in Keras, channels-last):
 - A Conv2D kernel is ``(kh, kw, C_in, filters)``; a Dense kernel is ``(in, units)``.
 - ``forward(x, train)`` stores exactly what ``backward(grad)`` needs; ``backward``
   returns a fresh ``dx`` and *accumulates* into each parameter's ``grad``
-  (``zero_grad`` clears them). Inputs are never modified in place.
+  (``zero_grad`` clears them). Inputs are never modified in place, except by an
+  activation called with ``overwrite=True`` (only the model's plan does that, on an
+  array no one else holds).
 - Each class answers its own rules before anything is allocated (``fields``,
   ``compute_output_shape``, ``count_params``): engine.spec validates configs with them.
 """
@@ -118,22 +120,21 @@ def _zeros_row(n: int, dtype) -> np.ndarray:
 
 
 class _Activation(Layer):
-    """An elementwise function: the output has the input's shape."""
+    """An elementwise function: the output has the input's shape.
+
+    ``forward(x, train, overwrite=True)`` writes the result over ``x`` instead of filling a
+    new array of the same size (less memory traffic). The model's plan asks for it only
+    when ``x`` is the fresh output of the step before (``fresh_output``), which nothing
+    else keeps; called directly, an activation never touches its input.
+    """
 
     is_activation = True
-    #: set by the Model when this layer's input is the fresh output of the layer before
-    #: (Conv2D, Dense, pooling), which nothing else keeps: forward then writes over it
-    #: instead of filling a new array of the same size (less memory traffic)
-    overwrite_input = False
     #: monotone with a zero gradient wherever ties could move a window's maximum: the
     #: model may run it after the max-pool that follows it (model._PoolFirst)
     commutes_with_max_pool = False
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
-
-    def _out(self, x):
-        return x if self.overwrite_input else None
 
 
 class ReLU(_Activation):
@@ -142,13 +143,13 @@ class ReLU(_Activation):
     type = "relu"
     commutes_with_max_pool = True
 
-    def forward(self, x, train=True):
+    def forward(self, x, train=True, overwrite=False):
         rows = _rows(x)
         if train:
             self._mask = np.greater(rows, 0, out=_scratch(self, "mask", rows.shape, np.bool_))
         # maximum against a row of zeros: twice as fast as against the scalar 0
         return np.maximum(rows, _zeros_row(rows.shape[1], x.dtype),
-                          out=self._out(rows)).reshape(x.shape)
+                          out=rows if overwrite else None).reshape(x.shape)
 
     def backward(self, grad):
         return np.multiply(grad, self._mask.reshape(grad.shape))
@@ -164,7 +165,7 @@ class LeakyReLU(_Activation):
         super().__init__()
         self.alpha = float(alpha)
 
-    def forward(self, x, train=True):
+    def forward(self, x, train=True, overwrite=False):  # always a new array: ax below
         # np.where with a boolean mask is ~10x slower than these elementwise passes
         if train:
             self._mask = np.greater(x, 0, out=_scratch(self, "mask", x.shape, np.bool_))
@@ -186,8 +187,8 @@ class Sigmoid(_Activation):
 
     type = "sigmoid"
 
-    def forward(self, x, train=True):
-        self._y = expit(x, out=self._out(x))
+    def forward(self, x, train=True, overwrite=False):
+        self._y = expit(x, out=x if overwrite else None)
         return self._y
 
     def backward(self, grad):
@@ -203,8 +204,8 @@ class Tanh(_Activation):
 
     type = "tanh"
 
-    def forward(self, x, train=True):
-        self._y = np.tanh(x, out=self._out(x))
+    def forward(self, x, train=True, overwrite=False):
+        self._y = np.tanh(x, out=x if overwrite else None)
         return self._y
 
     def backward(self, grad):

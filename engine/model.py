@@ -31,36 +31,53 @@ class _PoolFirst:
     The two commute: both are monotone, so the max of the activations is the activation
     of the max, and the first maximum of a window is the same before and after. Gradients
     are identical too (a window whose maximum is <= 0 gets a zero gradient either way).
-    Pooling first runs the activation on a quarter of the values. The layers keep their
-    own state; only the order of the calls changes.
+    Pooling first runs the activation on a quarter of the values, written over the pool's
+    fresh output. The layers keep their own state; only the order of the calls changes.
     """
 
     def __init__(self, act: Layer, pool: Layer):
         self.act, self.pool = act, pool
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
-        return self.act.forward(self.pool.forward(x, train), train)
+        return self.act.forward(self.pool.forward(x, train), train, overwrite=True)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return self.pool.backward(self.act.backward(grad))
 
 
+class _Overwrite:
+    """An activation run on the fresh output of the layer before it (Conv2D, Dense,
+    pooling: ``fresh_output``), which nothing else keeps: it writes over that array
+    instead of filling a new one of the same size."""
+
+    def __init__(self, act: Layer):
+        self.act = act
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        return self.act.forward(x, train, overwrite=True)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return self.act.backward(grad)
+
+
 def _plan(layers: list[Layer]) -> list:
-    """The layers in execution order, with activation -> max-pool pairs swapped, and
-    activations told when they may overwrite their input."""
+    """The steps that compute ``layers``: each layer, except activation -> max-pool pairs
+    swapped (``_PoolFirst``) and activations after a fresh output writing over it
+    (``_Overwrite``). The layers are not changed: called directly (``Model.feature_maps``)
+    they never write over their input."""
     plan, i = [], 0
     while i < len(layers):
         layer = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         if getattr(layer, "commutes_with_max_pool", False) and type(nxt) is MaxPool2D:
             plan.append(_PoolFirst(layer, nxt))
-            layer.overwrite_input = True       # it now runs on the pool's fresh output
             i += 2
+            continue
+        if layer.is_activation and i > 0 and layers[i - 1].fresh_output:
+            plan.append(_Overwrite(layer))
         else:
-            if layer.is_activation:
-                layer.overwrite_input = i > 0 and layers[i - 1].fresh_output
             plan.append(layer)
-            i += 1
+        i += 1
     return plan
 
 
@@ -151,7 +168,10 @@ class Model:
 
     @property
     def plan(self) -> list:
-        """The layers in execution order (``_plan``), rebuilt if ``layers`` was replaced."""
+        """The steps that compute the layers (``_plan``), rebuilt if ``layers`` was replaced.
+
+        Reading it changes no layer: whether an activation writes over its input is a
+        property of its step (``_Overwrite``, ``_PoolFirst``), not of the layer."""
         key = tuple(map(id, self.layers))
         if key != self._plan_for:
             self._plan, self._plan_for = _plan(self.layers), key
@@ -312,7 +332,7 @@ class Model:
         if end < len(self.layers) and self.layers[end].is_activation:
             end += 1
         h = self._standardise(x.astype(self.dtype, copy=False))
-        for layer in self.layers[:end]:
+        for layer in self.layers[:end]:     # the layers alone: none writes over its input
             h = layer.forward(h, train=False)
         return h
 
