@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .fields import INT, MISSING, Field
+from .fields import DEFAULT_INIT_TYPE, INT, MISSING, Field
 from .layer_base import Layer, Param, ShapeError, _scratch, _Weighted, init_array, init_bias, shape_str
 
 
@@ -113,7 +113,7 @@ class Conv2D(_Weighted):
     def build(self, input_shape, rng, dtype, default_init=None):
         h, w, c = input_shape
         k = self.kernel_size
-        init = self.init or default_init or {"type": "glorot"}
+        init = self.init or default_init or {"type": DEFAULT_INIT_TYPE}
         shape = (k, k, c, self.filters)
         self.params = [Param(init_array(init, shape, k * k * c, k * k * self.filters, rng, dtype),
                              f"{self.index}.conv2d.kernel")]

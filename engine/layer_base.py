@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fields import BOOL, INIT, Field
+from .fields import BOOL, DEFAULT_INIT_TYPE, INIT, INIT_COMMON_FIELDS, Field, init_default
 
 
 class Param:
@@ -140,18 +140,19 @@ class Layer:
 
 def init_array(init: dict, shape: tuple, fan_in: int, fan_out: int,
                rng: np.random.Generator, dtype) -> np.ndarray:
-    """Draw a weight array. ``init`` is ``{"type": ..., "std"|"limit": ...}``.
+    """Draw a weight array. ``init`` is ``{"type": ..., "std"|"limit": ...}``; a parameter
+    left out takes its default from ``engine.fields.INIT_FIELDS``.
 
     - ``normal``: N(0, std^2), as in the exercises (std 0.01, 1e-4, 1.0).
     - ``uniform``: U(-limit, limit) (the Grokking book's ``0.2*rand - 0.1``).
     - ``xavier``/``glorot``: U(+-sqrt(6/(fan_in+fan_out))), Keras' default.
     - ``he``: N(0, 2/fan_in), for ReLU nets.
     """
-    kind = init.get("type", "glorot")
+    kind = init.get("type", DEFAULT_INIT_TYPE)
     if kind == "normal":
-        w = rng.standard_normal(shape) * float(init.get("std", 0.01))
+        w = rng.standard_normal(shape) * float(init.get("std", init_default("normal", "std")))
     elif kind == "uniform":
-        lim = float(init.get("limit", 0.05))
+        lim = float(init.get("limit", init_default("uniform", "limit")))
         w = rng.uniform(-lim, lim, shape)
     elif kind in ("xavier", "glorot"):
         lim = np.sqrt(6.0 / (fan_in + fan_out))
@@ -165,7 +166,7 @@ def init_array(init: dict, shape: tuple, fan_in: int, fan_out: int,
 
 def init_bias(init: dict, shape: tuple, rng: np.random.Generator, dtype) -> np.ndarray:
     """Biases start at zero unless ``bias_std`` asks for N(0, bias_std^2) (Nielsen)."""
-    std = float(init.get("bias_std", 0.0))
+    std = float(init.get("bias_std", INIT_COMMON_FIELDS["bias_std"].default))
     if std > 0:
         return (rng.standard_normal(shape) * std).astype(dtype)
     return np.zeros(shape, dtype=dtype)

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.special import expit
 
 from .conv import AvgPool2D, Conv2D, MaxPool2D, conv_output_size  # noqa: F401 (re-exported)
-from .fields import FLOAT, INT, MISSING, Field
+from .fields import DEFAULT_INIT_TYPE, FLOAT, INT, MISSING, Field
 from .layer_base import (Layer, Param, ShapeError, _scratch, _Weighted, init_array,  # noqa: F401
                          init_bias, shape_str)
 
@@ -55,7 +55,7 @@ class Dense(_Weighted):
 
     def build(self, input_shape, rng, dtype, default_init=None):
         (d,) = input_shape
-        init = self.init or default_init or {"type": "glorot"}
+        init = self.init or default_init or {"type": DEFAULT_INIT_TYPE}
         self.params = [Param(init_array(init, (d, self.units), d, self.units, rng, dtype),
                              f"{self.index}.dense.kernel")]
         if self.use_bias:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import runtime
+from .fields import DEFAULT_INIT_TYPE
 from .layers import LAYER_TYPES, Layer, MaxPool2D, Param
 from .losses import LOSSES
 from .spec import validate_model
@@ -97,7 +98,7 @@ class Model:
         self.num_classes = num_classes
         self.dtype = np.dtype(dtype)
         self.seed = seed
-        self.default_init = init or {"type": "glorot"}
+        self.default_init = init or {"type": DEFAULT_INIT_TYPE}
         self.loss_name = loss
         self.loss_fn = LOSSES[loss]()
         # Inputs are pixels in [0, 1]; with (mean, std) they are standardised on the way in,

@@ -41,6 +41,8 @@ def spec_json() -> dict:
         "datasets": {n: {"shape": list(s), "train_size": spec.DATASET_SIZES.get(n)}
                      for n, s in spec.DATASET_SHAPES.items()},
         "init_types": list(spec.INIT_TYPES),
+        # each initialiser's parameters with their defaults (the page's init inputs)
+        "inits": {t: table(spec.init_fields(t)) for t in spec.INIT_TYPES},
         "optimizers": list(spec.OPTIMIZER_TYPES),
         "losses": list(spec.LOSS_TYPES),
         "limits": {"max_layers": spec.MAX_LAYERS, "max_memory_bytes": spec.MAX_MEMORY_BYTES,

@@ -102,3 +102,23 @@ def test_class_attributes_replace_the_name_lists():
     assert {t for t, cls in LAYER_TYPES.items() if cls.has_kernel} == {"conv2d", "dense"}
     assert {t for t, cls in LAYER_TYPES.items() if cls.breaks_sharding} == {"batchnorm"}
     assert {t for t, cls in LAYER_TYPES.items() if cls.gains_from_shards} == {"conv2d"}
+
+
+def test_initialisers_take_their_defaults_from_the_one_table(monkeypatch):
+    """init_array fills a parameter left out from engine.fields.INIT_FIELDS, the table that
+    validation checks against and GET /api/spec serves."""
+    from dataclasses import replace
+
+    from engine import fields
+    from engine.layers import init_array, init_bias
+    rng = lambda: np.random.default_rng(0)   # noqa: E731
+    shape = (200, 50)
+    for kind, name in (("normal", "std"), ("uniform", "limit")):
+        default = fields.INIT_FIELDS[kind][name].default
+        same = init_array({"type": kind, name: default}, shape, 200, 50, rng(), np.float64)
+        np.testing.assert_array_equal(init_array({"type": kind}, shape, 200, 50, rng(), np.float64), same)
+        monkeypatch.setitem(fields.INIT_FIELDS[kind], name,
+                            replace(fields.INIT_FIELDS[kind][name], default=3 * default))
+        tripled = init_array({"type": kind}, shape, 200, 50, rng(), np.float64)
+        np.testing.assert_allclose(tripled, 3 * same)
+    assert not init_bias({"type": "normal"}, (5,), rng(), np.float64).any()

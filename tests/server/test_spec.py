@@ -26,6 +26,11 @@ def test_spec_serves_the_engine_tables(api):
         k: v for k, v in spec.DATASET_FIELDS.items() if k != "path"}
     assert s["layer_aliases"] == spec.LAYER_ALIASES
     assert s["init_types"] == list(spec.INIT_TYPES)
+    # each initialiser's parameters, the one table engine.layers.init_array also reads
+    assert list(s["inits"]) == list(spec.INIT_TYPES)
+    for kind in spec.INIT_TYPES:
+        assert {k: rule_of(v) for k, v in s["inits"][kind].items()} == spec.init_fields(kind)
+    assert s["inits"]["normal"]["std"]["default"] == 0.01
     assert s["optimizers"] == list(spec.OPTIMIZER_TYPES)
     assert s["datasets"]["mnist"] == {"shape": [28, 28, 1], "train_size": 60_000}
     assert s["limits"]["max_layers"] == spec.MAX_LAYERS
