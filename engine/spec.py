@@ -321,7 +321,8 @@ def _check_train(chk: _Checker, raw: Any) -> dict:
     sraw = raw.get("schedule", {"type": "constant"})
     if isinstance(sraw, str):
         sraw = {"type": sraw}
-    if not isinstance(sraw, dict) or sraw.get("type", "constant") not in SCHEDULE_FIELDS:
+    stype = sraw.get("type", "constant") if isinstance(sraw, dict) else None
+    if not isinstance(stype, str) or stype not in SCHEDULE_FIELDS:   # text before a dict lookup
         chk.err(["train", "schedule"], f"train: schedule type must be one of "
                                        f"{', '.join(SCHEDULE_FIELDS)}, got {_fmt(sraw)}")
         tr["schedule"] = {"type": "constant"}
