@@ -14,6 +14,13 @@ Conventions (as in Keras, channels-last):
   array no one else holds).
 - Each class answers its own rules before anything is allocated (``fields``,
   ``compute_output_shape``, ``count_params``): engine.spec validates configs with them.
+
+A new layer type is one class (here, or in engine/conv.py for images) listed in
+``LAYER_TYPES``: ``type``, ``fields``, ``compute_output_shape`` and, as they apply,
+``count_params``, ``build``, ``get_config`` and the class attributes of ``Layer``. The
+config validator, the model, GET /api/spec and the page's layer editor take it from there;
+the tests want a gradient case (tests/engine/test_gradients.py) and a shape case
+(tests/engine/test_layer_rules.py).
 """
 from __future__ import annotations
 
