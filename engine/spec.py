@@ -37,7 +37,6 @@ class SpecError(ValueError):
         super().__init__("; ".join(e["msg"] for e in errors))
 
 
-_INT, _FLOAT, _BOOL, _INIT, _CHOICE = INT, FLOAT, BOOL, INIT, CHOICE
 #: each layer type's fields, as its class declares them (``Layer.fields``)
 LAYER_FIELDS: dict[str, dict[str, Field]] = {t: cls.fields for t, cls in LAYER_TYPES.items()}
 
@@ -45,46 +44,46 @@ OPTIMIZER_TYPES = ("sgd", "adam", "rmsprop")
 LOSS_TYPES = ("cross_entropy", "mse")
 SCHEDULE_FIELDS: dict[str, dict[str, Field]] = {
     "constant": {},
-    "step": {"gamma": Field(_FLOAT, 0.95, 1e-6, 1.0), "every_epochs": Field(_INT, 1, 1, 10_000)},
-    "exponential": {"gamma": Field(_FLOAT, 0.95, 1e-6, 1.0)},
-    "cosine": {"min_lr": Field(_FLOAT, 0.0, 0.0, 1e9)},
+    "step": {"gamma": Field(FLOAT, 0.95, 1e-6, 1.0), "every_epochs": Field(INT, 1, 1, 10_000)},
+    "exponential": {"gamma": Field(FLOAT, 0.95, 1e-6, 1.0)},
+    "cosine": {"min_lr": Field(FLOAT, 0.0, 0.0, 1e9)},
     "loss": {"table": Field("table", [])},
 }
 
 # The training hyperparameters, with their defaults and ranges.
 TRAIN_FIELDS: dict[str, Field] = {
-    "optimizer": Field(_CHOICE, "sgd", choices=OPTIMIZER_TYPES),
-    "lr": Field(_FLOAT, 0.01, 0.0, 1e12),
-    "momentum": Field(_FLOAT, 0.0, 0.0, 0.9999),
-    "nesterov": Field(_BOOL, False),
-    "beta1": Field(_FLOAT, 0.9, 0.0, 0.9999),
-    "beta2": Field(_FLOAT, 0.999, 0.0, 0.999999),
-    "rho": Field(_FLOAT, 0.9, 0.0, 0.9999),
-    "eps": Field(_FLOAT, 1e-8, 1e-12, 1.0),
-    "weight_decay": Field(_FLOAT, 0.0, 0.0, 10.0),
-    "clip_norm": Field(_FLOAT, None, 1e-9, 1e9),
-    "batch_size": Field(_INT, 64, 1, 8192),
-    "epochs": Field(_INT, None, 1, 10_000),
-    "iterations": Field(_INT, None, 1, 10_000_000),
-    "sampling": Field(_CHOICE, "shuffle", choices=("shuffle", "replacement")),
-    "drop_last": Field(_BOOL, False),
-    "loss": Field(_CHOICE, "cross_entropy", choices=LOSS_TYPES),
-    "init": Field(_INIT, {"type": DEFAULT_INIT_TYPE}),
+    "optimizer": Field(CHOICE, "sgd", choices=OPTIMIZER_TYPES),
+    "lr": Field(FLOAT, 0.01, 0.0, 1e12),
+    "momentum": Field(FLOAT, 0.0, 0.0, 0.9999),
+    "nesterov": Field(BOOL, False),
+    "beta1": Field(FLOAT, 0.9, 0.0, 0.9999),
+    "beta2": Field(FLOAT, 0.999, 0.0, 0.999999),
+    "rho": Field(FLOAT, 0.9, 0.0, 0.9999),
+    "eps": Field(FLOAT, 1e-8, 1e-12, 1.0),
+    "weight_decay": Field(FLOAT, 0.0, 0.0, 10.0),
+    "clip_norm": Field(FLOAT, None, 1e-9, 1e9),
+    "batch_size": Field(INT, 64, 1, 8192),
+    "epochs": Field(INT, None, 1, 10_000),
+    "iterations": Field(INT, None, 1, 10_000_000),
+    "sampling": Field(CHOICE, "shuffle", choices=("shuffle", "replacement")),
+    "drop_last": Field(BOOL, False),
+    "loss": Field(CHOICE, "cross_entropy", choices=LOSS_TYPES),
+    "init": Field(INIT, {"type": DEFAULT_INIT_TYPE}),
     "schedule": Field("schedule", {"type": "constant"}),
-    "seed": Field(_INT, 0, 0, 2 ** 32 - 1),
-    "dtype": Field(_CHOICE, "float32", choices=("float32", "float64")),
-    "eval_every": Field(_INT, 0, 0, 10_000_000),
-    "eval_train_size": Field(_INT, 2000, 0, 60_000),
-    "snapshot_interval": Field(_FLOAT, 0.5, 0.0, 3600.0),
+    "seed": Field(INT, 0, 0, 2 ** 32 - 1),
+    "dtype": Field(CHOICE, "float32", choices=("float32", "float64")),
+    "eval_every": Field(INT, 0, 0, 10_000_000),
+    "eval_train_size": Field(INT, 2000, 0, 60_000),
+    "snapshot_interval": Field(FLOAT, 0.5, 0.0, 3600.0),
     "probe_indices": Field("probes", [0, 1, 2, 3]),
 }
 
 DATASET_FIELDS: dict[str, Field] = {
     "name": Field("dataset_name", "mnist"),
-    "train_limit": Field(_INT, None, 1, 10_000_000),
-    "test_limit": Field(_INT, None, 1, 10_000_000),
+    "train_limit": Field(INT, None, 1, 10_000_000),
+    "test_limit": Field(INT, None, 1, 10_000_000),
     "path": Field("path", None),
-    "normalize": Field(_CHOICE, "none", choices=("none", "standard")),
+    "normalize": Field(CHOICE, "none", choices=("none", "standard")),
 }
 # Mean and standard deviation of each training set's pixels in [0, 1], for normalize="standard".
 DATASET_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530),
