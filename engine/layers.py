@@ -29,7 +29,7 @@ import math
 import numpy as np
 from scipy.special import expit
 
-from .conv import AvgPool2D, Conv2D, MaxPool2D, conv_output_size  # noqa: F401 (re-exported)
+from .conv import AvgPool2D, Conv2D, MaxPool2D, _windows, conv_output_size  # noqa: F401 (re-exported)
 from .fields import DEFAULT_INIT_TYPE, FLOAT, INT, MISSING, Field
 from .layer_base import (Layer, Param, ShapeError, _scratch, _Weighted, init_array,  # noqa: F401
                          init_bias, shape_str)
