@@ -10,12 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import runtime
-from .layers import (LAYER_TYPES, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Layer, LeakyReLU,
-                     MaxPool2D, Param, ReLU, _Activation)
+from .fields import DEFAULT_INIT_TYPE
+from .layers import LAYER_TYPES, Layer, MaxPool2D, Param
 from .losses import LOSSES
 from .spec import validate_model
-
-ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
 
 #: a conv net's batch is computed in shards once each has at least this many images
 MIN_SHARD = 16
@@ -34,40 +32,53 @@ class _PoolFirst:
     The two commute: both are monotone, so the max of the activations is the activation
     of the max, and the first maximum of a window is the same before and after. Gradients
     are identical too (a window whose maximum is <= 0 gets a zero gradient either way).
-    Pooling first runs the activation on a quarter of the values. The layers keep their
-    own state; only the order of the calls changes.
+    Pooling first runs the activation on a quarter of the values, written over the pool's
+    fresh output. The layers keep their own state; only the order of the calls changes.
     """
 
     def __init__(self, act: Layer, pool: Layer):
         self.act, self.pool = act, pool
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
-        return self.act.forward(self.pool.forward(x, train), train)
+        return self.act.forward(self.pool.forward(x, train), train, overwrite=True)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return self.pool.backward(self.act.backward(grad))
 
 
-#: layers whose output is a new array that they do not keep (an activation may overwrite it)
-_FRESH_OUTPUT = (Conv2D, Dense, MaxPool2D, AvgPool2D)
+class _Overwrite:
+    """An activation run on the fresh output of the layer before it (Conv2D, Dense,
+    pooling: ``fresh_output``), which nothing else keeps: it writes over that array
+    instead of filling a new one of the same size."""
+
+    def __init__(self, act: Layer):
+        self.act = act
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        return self.act.forward(x, train, overwrite=True)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return self.act.backward(grad)
 
 
 def _plan(layers: list[Layer]) -> list:
-    """The layers in execution order, with activation -> max-pool pairs swapped, and
-    activations told when they may overwrite their input."""
+    """The steps that compute ``layers``: each layer, except activation -> max-pool pairs
+    swapped (``_PoolFirst``) and activations after a fresh output writing over it
+    (``_Overwrite``). The layers are not changed: called directly (``Model.feature_maps``)
+    they never write over their input."""
     plan, i = [], 0
     while i < len(layers):
         layer = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if type(layer) in (ReLU, LeakyReLU) and type(nxt) is MaxPool2D:
+        if getattr(layer, "commutes_with_max_pool", False) and type(nxt) is MaxPool2D:
             plan.append(_PoolFirst(layer, nxt))
-            layer.overwrite_input = True       # it now runs on the pool's fresh output
             i += 2
+            continue
+        if layer.is_activation and i > 0 and layers[i - 1].fresh_output:
+            plan.append(_Overwrite(layer))
         else:
-            if isinstance(layer, _Activation):
-                layer.overwrite_input = i > 0 and isinstance(layers[i - 1], _FRESH_OUTPUT)
             plan.append(layer)
-            i += 1
+        i += 1
     return plan
 
 
@@ -87,7 +98,7 @@ class Model:
         self.num_classes = num_classes
         self.dtype = np.dtype(dtype)
         self.seed = seed
-        self.default_init = init or {"type": "glorot"}
+        self.default_init = init or {"type": DEFAULT_INIT_TYPE}
         self.loss_name = loss
         self.loss_fn = LOSSES[loss]()
         # Inputs are pixels in [0, 1]; with (mean, std) they are standardised on the way in,
@@ -99,13 +110,10 @@ class Model:
         self.layers: list[Layer] = []
         shape = self.input_shape
         for i, cfg in enumerate(norm):
-            kw = {k: v for k, v in cfg.items() if k != "type"}
-            layer = LAYER_TYPES[cfg["type"]](**kw)
+            layer = LAYER_TYPES[cfg["type"]].from_config(cfg)
             layer.index = i
-            if isinstance(layer, (Dense, Conv2D, BatchNorm)):
-                layer.build(shape, rng, self.dtype, self.default_init)
-            if isinstance(layer, Dropout):
-                layer.rng = np.random.default_rng([seed, i])
+            layer.build(shape, rng, self.dtype, self.default_init)  # draws from rng in order
+            layer.set_stream([seed, i])
             shape = tuple(self.summary["layers"][i]["output_shape"])
             self.layers.append(layer)
         # Nothing below the first layer with parameters needs a gradient: that layer skips
@@ -116,8 +124,8 @@ class Model:
         self._plan_for: tuple = ()
         # Conv nets split big batches into shards (see shard_bounds); BatchNorm's batch
         # statistics would change with the split, so a net with BatchNorm never shards.
-        self.shardable = (any(isinstance(layer, Conv2D) for layer in self.layers)
-                          and not any(isinstance(layer, BatchNorm) for layer in self.layers))
+        self.shardable = (any(layer.gains_from_shards for layer in self.layers)
+                          and not any(layer.breaks_sharding for layer in self.layers))
         self.threads = int(threads)
         self._replicas: list[Model] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -169,7 +177,10 @@ class Model:
 
     @property
     def plan(self) -> list:
-        """The layers in execution order (``_plan``), rebuilt if ``layers`` was replaced."""
+        """The steps that compute the layers (``_plan``), rebuilt if ``layers`` was replaced.
+
+        Reading it changes no layer: whether an activation writes over its input is a
+        property of its step (``_Overwrite``, ``_PoolFirst``), not of the layer."""
         key = tuple(map(id, self.layers))
         if key != self._plan_for:
             self._plan, self._plan_for = _plan(self.layers), key
@@ -209,8 +220,7 @@ class Model:
                 twin.params = [Param(p.value, p.name, p.decay) for p in layer.params]
                 for p, q in zip(layer.params, twin.params):
                     q.value = p.value                           # shared, updated in place
-                if isinstance(twin, Dropout):
-                    twin.rng = np.random.default_rng([self.seed, layer.index, len(self._replicas) + 1])
+                twin.set_stream([self.seed, layer.index, len(self._replicas) + 1])
                 rep.layers.append(twin)
             rep._plan_for = ()
             self._replicas.append(rep)
@@ -315,7 +325,7 @@ class Model:
 
     def first_weighted(self) -> tuple[int, Layer] | None:
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, (Dense, Conv2D)):
+            if layer.has_kernel:
                 return i, layer
         return None
 
@@ -328,10 +338,10 @@ class Model:
         if found is None:
             return None
         end = found[0] + 1
-        if end < len(self.layers) and self.layers[end].type in ACTIVATIONS:
+        if end < len(self.layers) and self.layers[end].is_activation:
             end += 1
         h = self._standardise(x.astype(self.dtype, copy=False))
-        for layer in self.layers[:end]:
+        for layer in self.layers[:end]:     # the layers alone: none writes over its input
             h = layer.forward(h, train=False)
         return h
 
@@ -347,12 +357,12 @@ class Model:
     # ------------------------------------------------------------ checkpoints
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Flat ``{name: array}``: parameters and BatchNorm running statistics."""
+        """Flat ``{name: array}``: parameters and the layers' buffers (BatchNorm's running
+        statistics)."""
         out = {f"param.{i}": p.value for i, p in enumerate(self.params)}
         for layer in self.layers:
-            if isinstance(layer, BatchNorm):
-                out[f"buffer.{layer.index}.running_mean"] = layer.running_mean
-                out[f"buffer.{layer.index}.running_var"] = layer.running_var
+            for key, arr in layer.buffers().items():
+                out[f"buffer.{layer.index}.{key}"] = arr
         return out
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -369,11 +379,10 @@ class Model:
         for i, p in enumerate(params):
             p.value[...] = arrays[f"param.{i}"]
         for layer in self.layers:
-            if isinstance(layer, BatchNorm):
-                for key in ("running_mean", "running_var"):
-                    name = f"buffer.{layer.index}.{key}"
-                    if name in arrays:
-                        getattr(layer, key)[...] = arrays[name]
+            for key, arr in layer.buffers().items():
+                name = f"buffer.{layer.index}.{key}"
+                if name in arrays:
+                    arr[...] = arrays[name]
 
     def save(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None,
              meta: dict | None = None) -> None:

@@ -3,22 +3,23 @@ its ``grad``; state (momentum, moments) is created lazily and owned here.
 
 Weight decay is L2 regularisation folded into the gradient (``g + wd * w``),
 applied to kernels only (``Param.decay``), as cs231n's ``reg`` does.
+
+Every default (the learning rate, momentum, Adam's betas, ...) is the train field's
+default in engine/spec.py ``TRAIN_FIELDS``: the learning rate is 0.01 for every optimizer,
+Adam included (Keras and PyTorch default Adam to 0.001).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .layers import Param
-
-DEFAULTS = {
-    "sgd": {"lr": 0.01, "momentum": 0.0, "nesterov": False},
-    "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
-    "rmsprop": {"lr": 0.001, "rho": 0.9, "eps": 1e-8, "momentum": 0.0},
-}
+from .spec import TRAIN_FIELDS
 
 
 class Optimizer:
     name = "optimizer"
+    #: the train fields this optimizer reads besides lr, weight_decay and clip_norm
+    hyper_fields: tuple[str, ...] = ()
 
     def __init__(self, params: list[Param], lr: float, weight_decay: float = 0.0,
                  clip_norm: float | None = None, **hyper):
@@ -26,8 +27,8 @@ class Optimizer:
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.clip_norm = clip_norm
-        self.hyper = {**DEFAULTS[self.name], **hyper}
-        self.hyper.pop("lr", None)
+        self.hyper = {k: TRAIN_FIELDS[k].default for k in self.hyper_fields}
+        self.hyper.update(hyper)
         self.state: dict[int, dict[str, np.ndarray]] = {}
         self.t = 0
 
@@ -78,6 +79,7 @@ class SGD(Optimizer):
     ``w += mu*v - lr*g`` after the velocity update (cs231n's form)."""
 
     name = "sgd"
+    hyper_fields = ("momentum", "nesterov")
 
     def _update(self, p, g, st):
         lr, mu = p.value.dtype.type(self.lr), self.hyper["momentum"]
@@ -97,7 +99,10 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
+    """Adam with bias correction folded into the step size (Kingma & Ba, section 2)."""
+
     name = "adam"
+    hyper_fields = ("beta1", "beta2", "eps")
 
     def _update(self, p, g, st):
         b1, b2, eps = self.hyper["beta1"], self.hyper["beta2"], self.hyper["eps"]
@@ -113,7 +118,10 @@ class Adam(Optimizer):
 
 
 class RMSProp(Optimizer):
+    """``s = rho*s + (1-rho)*g^2; w -= lr*g / (sqrt(s) + eps)``, with optional momentum."""
+
     name = "rmsprop"
+    hyper_fields = ("rho", "eps", "momentum")
 
     def _update(self, p, g, st):
         rho, eps, mu = self.hyper["rho"], self.hyper["eps"], self.hyper["momentum"]
@@ -131,13 +139,20 @@ class RMSProp(Optimizer):
         p.value -= upd
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, RMSProp)}
+#: every optimizer by its train config name (``train.optimizer``)
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Adam, RMSProp)}
 
 
-def make_optimizer(cfg: dict, params: list[Param]) -> Optimizer:
-    """Build from ``{"type": "sgd", "lr": .., "momentum": .., ...}`` plus
-    ``weight_decay`` and ``clip_norm``."""
-    cfg = dict(cfg)
-    kind = cfg.pop("type", "sgd")
-    lr = cfg.pop("lr", DEFAULTS[kind]["lr"])
-    return OPTIMIZERS[kind](params, lr=lr, **cfg)
+def make_optimizer(train: dict, params: list[Param]) -> Optimizer:
+    """The optimizer a train config asks for (``{"optimizer": "adam", "lr": 0.01, ...}``,
+    as ``engine.spec`` normalises it), over ``params``.
+
+    It reads ``lr``, ``weight_decay``, ``clip_norm`` and its own ``hyper_fields``; a field
+    the config leaves out takes its ``TRAIN_FIELDS`` default.
+    """
+    def get(key):
+        return train[key] if key in train else TRAIN_FIELDS[key].default
+
+    cls = OPTIMIZERS[get("optimizer")]
+    return cls(params, lr=get("lr"), weight_decay=get("weight_decay"), clip_norm=get("clip_norm"),
+               **{k: get(k) for k in cls.hyper_fields})

@@ -154,7 +154,7 @@ def preset_names() -> list[str]:
 
 def get_preset(name: str) -> dict:
     """A deep copy of a preset's run config, with its name set."""
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:   # a list or dict is no dict key
         raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     cfg = copy.deepcopy(PRESETS[name]["config"])
     cfg["name"] = name

@@ -14,11 +14,14 @@ person reads them, while ``loc`` holds the 0-based list index.
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 from . import datasets
-from .layers import conv_output_size
+from .fields import (BOOL, CHOICE, DEFAULT_INIT_TYPE, FLOAT, INIT, INIT_FIELDS, INIT_TYPES, INT,
+                     MISSING, Field, init_fields)
+from .layers import LAYER_ALIASES, LAYER_TYPES, Layer, ShapeError, shape_str
 
 MAX_LAYERS = 200
 MAX_MEMORY_BYTES = 2 * 1024 ** 3
@@ -35,75 +38,53 @@ class SpecError(ValueError):
         super().__init__("; ".join(e["msg"] for e in errors))
 
 
-class _Missing:
-    pass
+#: each layer type's fields, as its class declares them (``Layer.fields``)
+LAYER_FIELDS: dict[str, dict[str, Field]] = {t: cls.fields for t, cls in LAYER_TYPES.items()}
 
-
-MISSING = _Missing()
-
-# field -> (kind, default, lo, hi); kind: int | float | bool | init | str-choice tuple
-_INT, _FLOAT, _BOOL, _INIT = "int", "float", "bool", "init"
-LAYER_FIELDS: dict[str, dict[str, tuple]] = {
-    "dense": {"units": (_INT, MISSING, 1, 65536), "use_bias": (_BOOL, True), "init": (_INIT, None)},
-    "conv2d": {"filters": (_INT, MISSING, 1, 1024), "kernel_size": (_INT, MISSING, 1, 64),
-               "stride": (_INT, 1, 1, 64), "padding": (_INT, 0, 0, 64),
-               "use_bias": (_BOOL, True), "init": (_INIT, None)},
-    "maxpool2d": {"pool_size": (_INT, 2, 1, 64), "stride": (_INT, None, 1, 64)},
-    "avgpool2d": {"pool_size": (_INT, 2, 1, 64), "stride": (_INT, None, 1, 64)},
-    "flatten": {},
-    "relu": {}, "sigmoid": {}, "tanh": {},
-    "leaky_relu": {"alpha": (_FLOAT, 0.01, 0.0, 1.0)},
-    "dropout": {"rate": (_FLOAT, 0.5, 0.0, 0.99)},
-    "batchnorm": {"momentum": (_FLOAT, 0.9, 0.0, 0.9999), "epsilon": (_FLOAT, 1e-5, 1e-12, 1.0)},
-}
-LAYER_ALIASES = {"conv": "conv2d", "maxpool": "maxpool2d", "avgpool": "avgpool2d",
-                 "leakyrelu": "leaky_relu", "batch_norm": "batchnorm", "linear": "dense"}
-
-INIT_TYPES = ("normal", "uniform", "glorot", "xavier", "he")
 OPTIMIZER_TYPES = ("sgd", "adam", "rmsprop")
 LOSS_TYPES = ("cross_entropy", "mse")
-SCHEDULE_FIELDS = {
+SCHEDULE_FIELDS: dict[str, dict[str, Field]] = {
     "constant": {},
-    "step": {"gamma": (_FLOAT, 0.95, 1e-6, 1.0), "every_epochs": (_INT, 1, 1, 10_000)},
-    "exponential": {"gamma": (_FLOAT, 0.95, 1e-6, 1.0)},
-    "cosine": {"min_lr": (_FLOAT, 0.0, 0.0, 1e9)},
-    "loss": {"table": ("table", [])},
+    "step": {"gamma": Field(FLOAT, 0.95, 1e-6, 1.0), "every_epochs": Field(INT, 1, 1, 10_000)},
+    "exponential": {"gamma": Field(FLOAT, 0.95, 1e-6, 1.0)},
+    "cosine": {"min_lr": Field(FLOAT, 0.0, 0.0, 1e9)},
+    "loss": {"table": Field("table", [])},
 }
 
 # The training hyperparameters, with their defaults and ranges.
-TRAIN_FIELDS: dict[str, tuple] = {
-    "optimizer": (("sgd", "adam", "rmsprop"), "sgd"),
-    "lr": (_FLOAT, 0.01, 0.0, 1e12),
-    "momentum": (_FLOAT, 0.0, 0.0, 0.9999),
-    "nesterov": (_BOOL, False),
-    "beta1": (_FLOAT, 0.9, 0.0, 0.9999),
-    "beta2": (_FLOAT, 0.999, 0.0, 0.999999),
-    "rho": (_FLOAT, 0.9, 0.0, 0.9999),
-    "eps": (_FLOAT, 1e-8, 1e-12, 1.0),
-    "weight_decay": (_FLOAT, 0.0, 0.0, 10.0),
-    "clip_norm": (_FLOAT, None, 1e-9, 1e9),
-    "batch_size": (_INT, 64, 1, 8192),
-    "epochs": (_INT, None, 1, 10_000),
-    "iterations": (_INT, None, 1, 10_000_000),
-    "sampling": (("shuffle", "replacement"), "shuffle"),
-    "drop_last": (_BOOL, False),
-    "loss": (LOSS_TYPES, "cross_entropy"),
-    "init": (_INIT, {"type": "glorot"}),
-    "schedule": ("schedule", {"type": "constant"}),
-    "seed": (_INT, 0, 0, 2 ** 32 - 1),
-    "dtype": (("float32", "float64"), "float32"),
-    "eval_every": (_INT, 0, 0, 10_000_000),
-    "eval_train_size": (_INT, 2000, 0, 60_000),
-    "snapshot_interval": (_FLOAT, 0.5, 0.0, 3600.0),
-    "probe_indices": ("probes", [0, 1, 2, 3]),
+TRAIN_FIELDS: dict[str, Field] = {
+    "optimizer": Field(CHOICE, "sgd", choices=OPTIMIZER_TYPES),
+    "lr": Field(FLOAT, 0.01, 0.0, 1e12),
+    "momentum": Field(FLOAT, 0.0, 0.0, 0.9999),
+    "nesterov": Field(BOOL, False),
+    "beta1": Field(FLOAT, 0.9, 0.0, 0.9999),
+    "beta2": Field(FLOAT, 0.999, 0.0, 0.999999),
+    "rho": Field(FLOAT, 0.9, 0.0, 0.9999),
+    "eps": Field(FLOAT, 1e-8, 1e-12, 1.0),
+    "weight_decay": Field(FLOAT, 0.0, 0.0, 10.0),
+    "clip_norm": Field(FLOAT, None, 1e-9, 1e9),
+    "batch_size": Field(INT, 64, 1, 8192),
+    "epochs": Field(INT, None, 1, 10_000),
+    "iterations": Field(INT, None, 1, 10_000_000),
+    "sampling": Field(CHOICE, "shuffle", choices=("shuffle", "replacement")),
+    "drop_last": Field(BOOL, False),
+    "loss": Field(CHOICE, "cross_entropy", choices=LOSS_TYPES),
+    "init": Field(INIT, {"type": DEFAULT_INIT_TYPE}),
+    "schedule": Field("schedule", {"type": "constant"}),
+    "seed": Field(INT, 0, 0, 2 ** 32 - 1),
+    "dtype": Field(CHOICE, "float32", choices=("float32", "float64")),
+    "eval_every": Field(INT, 0, 0, 10_000_000),
+    "eval_train_size": Field(INT, 2000, 0, 60_000),
+    "snapshot_interval": Field(FLOAT, 0.5, 0.0, 3600.0),
+    "probe_indices": Field("probes", [0, 1, 2, 3]),
 }
 
-DATASET_FIELDS: dict[str, tuple] = {
-    "name": ("dataset_name", "mnist"),
-    "train_limit": (_INT, None, 1, 10_000_000),
-    "test_limit": (_INT, None, 1, 10_000_000),
-    "path": ("path", None),
-    "normalize": (("none", "standard"), "none"),
+DATASET_FIELDS: dict[str, Field] = {
+    "name": Field("dataset_name", "mnist"),
+    "train_limit": Field(INT, None, 1, 10_000_000),
+    "test_limit": Field(INT, None, 1, 10_000_000),
+    "path": Field("path", None),
+    "normalize": Field(CHOICE, "none", choices=("none", "standard")),
 }
 # A dataset's shape, classes, sizes and mean/std come from its record in engine.datasets.
 
@@ -122,17 +103,17 @@ class _Checker:
     def err(self, loc: list, msg: str) -> None:
         self.errors.append({"loc": loc, "msg": msg})
 
-    def value(self, where: str, loc: list, field: str, rule: tuple, raw: Any) -> Any:
-        kind = rule[0]
-        default = rule[1]
+    def value(self, where: str, loc: list, field: str, rule: Field, raw: Any) -> Any:
+        kind, default = rule.kind, rule.default
         if raw is MISSING:
             if default is MISSING:
                 self.err(loc, f"{where}: {field} is required")
-            return default
+            # a default dict or list is the table's own: the config gets a copy
+            return copy.deepcopy(default) if isinstance(default, (dict, list)) else default
         if raw is None and default is None:
             return None
-        if kind == _INT:
-            lo, hi = rule[2], rule[3]
+        if kind == INT:
+            lo, hi = rule.min, rule.max
             if isinstance(raw, bool) or not isinstance(raw, int):
                 self.err(loc, f"{where}: {field} must be an integer between {lo} and {hi}, got {_fmt(raw)}")
                 return default
@@ -140,8 +121,8 @@ class _Checker:
                 self.err(loc, f"{where}: {field} must be between {lo} and {hi}, got {_fmt(raw)}")
                 return default
             return raw
-        if kind == _FLOAT:
-            lo, hi = rule[2], rule[3]
+        if kind == FLOAT:
+            lo, hi = rule.min, rule.max
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                 self.err(loc, f"{where}: {field} must be a number, got {_fmt(raw)}")
                 return default
@@ -152,21 +133,21 @@ class _Checker:
                 self.err(loc, f"{where}: {field} must be between {lo:g} and {hi:g}, got {_fmt(raw)}")
                 return default
             return float(raw)
-        if kind == _BOOL:
+        if kind == BOOL:
             if not isinstance(raw, bool):
                 self.err(loc, f"{where}: {field} must be true or false, got {_fmt(raw)}")
                 return default
             return raw
-        if isinstance(kind, tuple):
-            if raw not in kind:
-                self.err(loc, f"{where}: {field} must be one of {', '.join(kind)}, got {_fmt(raw)}")
+        if kind == CHOICE:
+            if not isinstance(raw, str) or raw not in rule.choices:
+                self.err(loc, f"{where}: {field} must be one of {', '.join(rule.choices)}, got {_fmt(raw)}")
                 return default
             return raw
-        if kind == _INIT:
+        if kind == INIT:
             return self.init(where, loc, raw)
         raise AssertionError(kind)
 
-    def fields(self, where: str, loc: list, obj: Any, rules: dict, skip=()) -> dict:
+    def fields(self, where: str, loc: list, obj: Any, rules: dict[str, Field], skip=()) -> dict:
         if not isinstance(obj, dict):
             self.err(loc, f"{where} must be an object, got {_fmt(obj)}")
             return {}
@@ -176,7 +157,7 @@ class _Checker:
                 allowed = ", ".join(rules) or "none"
                 self.err(loc + [key], f"{where}: unknown field {key!r} (allowed: {allowed})")
         for key, rule in rules.items():
-            if rule[0] in ("schedule", "probes", "table", "dataset_name", "path"):
+            if rule.kind in ("schedule", "probes", "table", "dataset_name", "path"):
                 continue
             out[key] = self.value(where, loc + [key], key, rule, obj.get(key, MISSING))
         return out
@@ -188,14 +169,10 @@ class _Checker:
             self.err(loc, f"{where}: init must be an object like {{\"type\": \"he\"}}, got {_fmt(raw)}")
             return None
         kind = raw.get("type", MISSING)
-        if kind not in INIT_TYPES:
+        if not isinstance(kind, str) or kind not in INIT_FIELDS:
             self.err(loc + ["type"], f"{where}: init type must be one of {', '.join(INIT_TYPES)}, got {_fmt(kind)}")
             return None
-        rules = {"type": ((kind,), kind), "bias_std": (_FLOAT, 0.0, 0.0, 100.0)}
-        if kind == "normal":
-            rules["std"] = (_FLOAT, 0.01, 0.0, 100.0)
-        if kind == "uniform":
-            rules["limit"] = (_FLOAT, 0.05, 0.0, 100.0)
+        rules = {"type": Field(CHOICE, kind, choices=(kind,)), **init_fields(kind)}
         out = self.fields(f"{where} init", loc, raw, rules)
         if not out.get("bias_std"):
             out.pop("bias_std", None)
@@ -206,18 +183,24 @@ def _prod(shape) -> int:
     return int(math.prod(shape))
 
 
-def _shape_str(shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+def _size_hint(cls: type[Layer], cfg: dict, raw: dict, shape: tuple | None, itemsize: int) -> str:
+    """For a size far out of range: what the layer's kernel alone would weigh.
 
-
-def _size_hint(kind: str, raw: dict, shape: tuple | None, itemsize: int) -> str:
-    """For a size far out of range: what the layer alone would weigh."""
-    field = {"dense": "units", "conv2d": "filters"}.get(kind)
+    ``cfg`` holds the checked fields (defaults where a value was refused); the layer is
+    sized with the raw values that are positive integers instead, without a bias.
+    """
+    field = cls.size_field
     v = raw.get(field) if field else None
     if shape is None or isinstance(v, bool) or not isinstance(v, int) or v <= 0:
         return ""
-    fan_in = _prod(shape) if kind == "dense" else shape[-1] * int(raw.get("kernel_size", 1) or 1) ** 2
-    gib = fan_in * v * itemsize / 1024 ** 3
+    trial = {k: raw[k] if isinstance(raw.get(k), int) and raw[k] > 0 else cfg[k]
+             for k in cls.fields if k != "init"}
+    trial["use_bias"] = False
+    try:
+        n = cls.from_config(trial).count_params(shape)
+    except (TypeError, ValueError, IndexError):   # a required field is missing or wrong
+        return ""
+    gib = n * itemsize / 1024 ** 3
     return f" (its weights alone would need about {gib:,.1f} GiB)" if gib >= 0.1 else ""
 
 
@@ -260,29 +243,31 @@ def validate_model(layers: Any, input_shape: tuple, num_classes: int, batch_size
             chk.err(loc + ["type"], f"layer {i + 1}: type is required (one of {', '.join(LAYER_FIELDS)})")
             shape = None
             continue
-        kind = LAYER_ALIASES.get(kind, kind) if isinstance(kind, str) else kind
-        if kind not in LAYER_FIELDS:
+        # a type that is not text (an object, a list) is unknown too, never a dict key
+        kind = LAYER_ALIASES.get(kind, kind) if isinstance(kind, str) else None
+        if kind not in LAYER_TYPES:
             chk.err(loc + ["type"], f"layer {i + 1}: unknown type {_fmt(raw.get('type'))} "
-                                    f"(one of {', '.join(LAYER_FIELDS)})")
+                                    f"(one of {', '.join(LAYER_TYPES)})")
             shape = None
             continue
+        cls = LAYER_TYPES[kind]
         where = f"layer {i + 1} ({kind})"
         n_before = len(chk.errors)
-        cfg = {"type": kind, **chk.fields(where, loc, raw, LAYER_FIELDS[kind], skip=("type",))}
+        cfg = {"type": kind, **chk.fields(where, loc, raw, cls.fields, skip=("type",))}
         if len(chk.errors) > n_before:
-            hint = _size_hint(kind, raw, shape if isinstance(raw.get("kernel_size", 1), int) else None,
-                              itemsize)
+            hint = _size_hint(cls, cfg, raw, shape, itemsize)
             if hint:
                 chk.errors[-1]["msg"] += hint
-        if cfg.get("init") is None:
-            cfg.pop("init", None)
-        if kind in ("maxpool2d", "avgpool2d") and cfg.get("stride") is None:
-            cfg["stride"] = cfg["pool_size"]
-        norm.append(cfg)
-        if len(chk.errors) > n_before or shape is None:
+            norm.append(cfg)
             shape = None
             continue
-        out, params, work = _infer(cfg, shape, where, loc, chk)
+        if cfg.get("init") is None:
+            cfg.pop("init", None)
+        layer = cls.from_config(cfg)
+        norm.append(layer.get_config())    # every default filled in (a pool's stride)
+        if shape is None:
+            continue
+        out, params, work = _infer(layer, shape, where, loc, chk)
         if out is None:
             shape = None
             continue
@@ -294,7 +279,7 @@ def validate_model(layers: Any, input_shape: tuple, num_classes: int, batch_size
     if shape is not None and layers and len(rows) == len(layers):
         if shape != (num_classes,):
             chk.err(["model", len(layers) - 1],
-                    f"the model's output shape is {_shape_str(shape)}, but the dataset has "
+                    f"the model's output shape is {shape_str(shape)}, but the dataset has "
                     f"{num_classes} classes: end with a dense layer of {num_classes} units"
                     + (" after a flatten layer" if len(shape) == 3 else ""))
     # Memory: parameters with their grads and optimizer slots, plus activations and
@@ -312,46 +297,15 @@ def validate_model(layers: Any, input_shape: tuple, num_classes: int, batch_size
     return norm, summary
 
 
-def _infer(cfg: dict, shape: tuple, where: str, loc: list, chk: _Checker):
-    """Output shape, parameter count and im2col working size of one layer."""
-    kind = cfg["type"]
-    if kind == "dense":
-        if len(shape) != 1:
-            chk.err(loc, f"{where}: expects a flat input but gets {_shape_str(shape)}; "
-                         f"add a flatten layer before it")
-            return None, 0, 0
-        return (cfg["units"],), shape[0] * cfg["units"] + (cfg["units"] if cfg["use_bias"] else 0), 0
-    if kind in ("conv2d", "maxpool2d", "avgpool2d"):
-        if len(shape) != 3:
-            chk.err(loc, f"{where}: expects an image input (height, width, channels) but gets "
-                         f"{_shape_str(shape)}; put it before any flatten or dense layer")
-            return None, 0, 0
-        h, w, c = shape
-        if kind == "conv2d":
-            k, s, p = cfg["kernel_size"], cfg["stride"], cfg["padding"]
-            field = "kernel_size"
-        else:
-            k, s, p = cfg["pool_size"], cfg["stride"], 0
-            field = "pool_size"
-        if k > h + 2 * p or k > w + 2 * p:
-            chk.err(loc + [field], f"{where}: {field} {k} is larger than its input "
-                                   f"{h}x{w}" + (f" padded by {p}" if p else ""))
-            return None, 0, 0
-        if kind == "conv2d" and p >= k:
-            chk.err(loc + ["padding"], f"{where}: padding must be smaller than kernel_size "
-                                       f"({k}), got {p}")
-            return None, 0, 0
-        oh, ow = conv_output_size(h, k, s, p), conv_output_size(w, k, s, p)
-        if kind != "conv2d":
-            return (oh, ow, c), 0, 0
-        f = cfg["filters"]
-        params = k * k * c * f + (f if cfg["use_bias"] else 0)
-        return (oh, ow, f), params, oh * ow * k * k * c
-    if kind == "flatten":
-        return (_prod(shape),), 0, 0
-    if kind == "batchnorm":
-        return shape, 2 * shape[-1], 0
-    return shape, 0, 0  # activations, dropout
+def _infer(layer: Layer, shape: tuple, where: str, loc: list, chk: _Checker):
+    """Output shape, parameter count and im2col working size of one layer, as the layer
+    answers them; ``(None, 0, 0)`` with the error recorded when it cannot take ``shape``."""
+    try:
+        out = tuple(layer.compute_output_shape(shape))
+    except ShapeError as e:
+        chk.err(loc + ([e.field] if e.field else []), f"{where}: {e}")
+        return None, 0, 0
+    return out, layer.count_params(shape), layer.work_size(shape)
 
 
 def _check_train(chk: _Checker, raw: Any) -> dict:
@@ -363,13 +317,14 @@ def _check_train(chk: _Checker, raw: Any) -> dict:
     sraw = raw.get("schedule", {"type": "constant"})
     if isinstance(sraw, str):
         sraw = {"type": sraw}
-    if not isinstance(sraw, dict) or sraw.get("type", "constant") not in SCHEDULE_FIELDS:
+    stype = sraw.get("type", "constant") if isinstance(sraw, dict) else None
+    if not isinstance(stype, str) or stype not in SCHEDULE_FIELDS:   # text before a dict lookup
         chk.err(["train", "schedule"], f"train: schedule type must be one of "
                                        f"{', '.join(SCHEDULE_FIELDS)}, got {_fmt(sraw)}")
         tr["schedule"] = {"type": "constant"}
     else:
         kind = sraw.get("type", "constant")
-        rules = {"type": ((kind,), kind), **SCHEDULE_FIELDS[kind]}
+        rules = {"type": Field(CHOICE, kind, choices=(kind,)), **SCHEDULE_FIELDS[kind]}
         sched = chk.fields("train schedule", ["train", "schedule"], sraw,
                            rules)
         sched["type"] = kind

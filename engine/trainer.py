@@ -84,17 +84,7 @@ class Trainer:
         self.threads = runtime.default_threads() if threads is None else max(1, int(threads))
         self.model = Model.from_config(self.config, threads=self.threads)
         self.dtype = self.model.dtype
-        opt_cfg = {"type": tr["optimizer"], "lr": tr["lr"], "weight_decay": tr["weight_decay"],
-                   "clip_norm": tr["clip_norm"]}
-        if tr["optimizer"] in ("sgd", "rmsprop"):
-            opt_cfg["momentum"] = tr["momentum"]
-        if tr["optimizer"] == "sgd":
-            opt_cfg["nesterov"] = tr["nesterov"]
-        if tr["optimizer"] == "adam":
-            opt_cfg.update(beta1=tr["beta1"], beta2=tr["beta2"], eps=tr["eps"])
-        if tr["optimizer"] == "rmsprop":
-            opt_cfg.update(rho=tr["rho"], eps=tr["eps"])
-        self.optimizer = make_optimizer(opt_cfg, self.model.params)
+        self.optimizer = make_optimizer(tr, self.model.params)
         self.base_lr = tr["lr"]
         n = len(self.data.x_train)
         self.steps_per_epoch = steps_per_epoch(tr, n)

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from engine.datasets import dataset_names
+from engine.fields import Field as EngineField
+from engine.fields import init_fields
 from engine.presets import PRESETS
 from engine.spec import (DATASET_FIELDS, INIT_TYPES, LAYER_FIELDS, MAX_LAYERS, SCHEDULE_FIELDS,
                          TRAIN_FIELDS)
@@ -20,16 +22,16 @@ MAX_LIST = 10_000          # longer lists are refused at the edge (the engine al
 MAX_NAME = 200
 
 
-def _field_schema(rule: tuple) -> dict:
-    kind = rule[0]
+def _field_schema(rule: EngineField) -> dict:
+    kind = rule.kind
     if kind == "int":
-        return {"type": "integer", "minimum": rule[2], "maximum": rule[3]}
+        return {"type": "integer", "minimum": rule.min, "maximum": rule.max}
     if kind == "float":
-        return {"type": "number", "minimum": rule[2], "maximum": rule[3]}
+        return {"type": "number", "minimum": rule.min, "maximum": rule.max}
     if kind == "bool":
         return {"type": "boolean"}
-    if isinstance(kind, tuple):
-        return {"enum": list(kind)}
+    if kind == "choice":
+        return {"enum": list(rule.choices)}
     if kind == "init":
         return init_schema()
     if kind == "schedule":
@@ -45,22 +47,18 @@ def _field_schema(rule: tuple) -> dict:
     return {}
 
 
-def _default(rule: tuple):
-    d = rule[1] if len(rule) > 1 else None
-    return None if d is None or type(d).__name__ == "_Missing" else d
+def _default(rule: EngineField):
+    return None if rule.required else rule.default
 
 
 def init_schema() -> dict:
-    """A weight initialiser: a type name, or an object with its type and own fields (the
-    rules of engine.spec's ``_Checker.init``: std for normal, limit for uniform)."""
-    scale = {"type": "number", "minimum": 0.0, "maximum": 100.0}
+    """A weight initialiser: a type name, or an object with its type and own fields
+    (engine.fields.INIT_FIELDS: std for normal, limit for uniform, bias_std for all)."""
     alts: list[dict] = [{"enum": list(INIT_TYPES)}]
     for kind in INIT_TYPES:
-        props = {"type": {"const": kind}, "bias_std": dict(scale, default=0.0)}
-        if kind == "normal":
-            props["std"] = dict(scale, default=0.01)
-        if kind == "uniform":
-            props["limit"] = dict(scale, default=0.05)
+        props: dict[str, Any] = {"type": {"const": kind}}
+        for name, rule in init_fields(kind).items():
+            props[name] = dict(_field_schema(rule), default=rule.default)
         alts.append({"title": f"init {kind}", "type": "object", "properties": props,
                      "required": ["type"], "additionalProperties": False})
     return {"oneOf": alts}
@@ -93,7 +91,7 @@ def layer_schema() -> dict:
             d = _default(rule)
             if d is not None:
                 props[name]["default"] = d
-            elif len(rule) > 1 and type(rule[1]).__name__ == "_Missing":
+            elif rule.required:
                 required.append(name)
         alts.append({"title": kind, "type": "object", "properties": props,
                      "required": required, "additionalProperties": False})
@@ -110,8 +108,8 @@ def _train_props() -> dict:
         d = _default(rule)
         if d is not None:
             props[name]["default"] = d
-    props["lr"] = {"type": "number", "exclusiveMinimum": 0, "maximum": TRAIN_FIELDS["lr"][3],
-                   "default": TRAIN_FIELDS["lr"][1]}          # the engine: lr > 0
+    props["lr"] = {"type": "number", "exclusiveMinimum": 0, "maximum": TRAIN_FIELDS["lr"].max,
+                   "default": TRAIN_FIELDS["lr"].default}          # the engine: lr > 0
     for name in ("epochs", "iterations"):
         props[name]["description"] = "give epochs or iterations, not both"
     return props
@@ -223,7 +221,7 @@ class ValidateBody(Strict):
 def _patch_schema(schema: dict) -> None:
     not_null(schema)
     props = schema["properties"]
-    props["lr"].update(exclusiveMinimum=0, maximum=TRAIN_FIELDS["lr"][3])
+    props["lr"].update(exclusiveMinimum=0, maximum=TRAIN_FIELDS["lr"].max)
     for name in ("momentum", "weight_decay"):
         props[name].update({k: v for k, v in _field_schema(TRAIN_FIELDS[name]).items()
                             if k != "type"})

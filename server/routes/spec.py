@@ -11,20 +11,22 @@ from engine import list_datasets, spec
 router = APIRouter(prefix="/api/spec", tags=["spec"])
 
 
-def field_json(rule: tuple) -> dict[str, Any]:
-    """``(kind, default[, min, max])`` of engine.spec as ``{"kind", "required", "default",
-    "min"?, "max"?, "choices"?}``; a tuple kind is a choice among its values."""
-    kind, default = rule[0], rule[1]
-    out: dict[str, Any] = {"kind": "choice", "choices": list(kind)} if isinstance(kind, tuple) \
-        else {"kind": kind}
-    out["required"] = default is spec.MISSING
-    out["default"] = None if default is spec.MISSING else default
-    if len(rule) >= 4:
-        out["min"], out["max"] = rule[2], rule[3]
+def field_json(rule: spec.Field) -> dict[str, Any]:
+    """A ``Field`` of engine.spec as ``{"kind", "required", "default", "min"?, "max"?,
+    "choices"?, "help"?}``: numbers have a range, a choice its values."""
+    out: dict[str, Any] = {"kind": rule.kind}
+    if rule.kind == spec.CHOICE:
+        out["choices"] = list(rule.choices)
+    out["required"] = rule.required
+    out["default"] = None if rule.required else rule.default
+    if rule.kind in (spec.INT, spec.FLOAT):
+        out["min"], out["max"] = rule.min, rule.max
+    if rule.help:
+        out["help"] = rule.help
     return out
 
 
-def table(fields: dict[str, tuple]) -> dict[str, dict]:
+def table(fields: dict[str, spec.Field]) -> dict[str, dict]:
     return {name: field_json(rule) for name, rule in fields.items()}
 
 
@@ -40,6 +42,8 @@ def spec_json() -> dict:
                                  "class_names": d["class_names"], "train_size": d["train_size"],
                                  "test_size": d["test_size"]} for d in list_datasets()},
         "init_types": list(spec.INIT_TYPES),
+        # each initialiser's parameters with their defaults (the page's init inputs)
+        "inits": {t: table(spec.init_fields(t)) for t in spec.INIT_TYPES},
         "optimizers": list(spec.OPTIMIZER_TYPES),
         "losses": list(spec.LOSS_TYPES),
         "limits": {"max_layers": spec.MAX_LAYERS, "max_memory_bytes": spec.MAX_MEMORY_BYTES,

@@ -26,6 +26,7 @@ import math
 from typing import Any
 
 from engine.presets import PRESETS, apply_overrides, get_preset
+from engine.fields import Field
 from engine.spec import MISSING, SpecError, _Checker, _fmt, validate_config
 
 METHODS = ("grid", "random", "tpe")
@@ -48,11 +49,13 @@ _PARAM_KEYS = ("values", "min", "max", "log", "int", "when")
 EARLY_STOPPING = {
     # Optuna's MedianPruner: prune when the trial's best value so far is worse than the median
     # of the completed trials at the same evaluation.
-    "median": {"n_startup_trials": ("int", 5, 0, 1000), "n_warmup_steps": ("int", 0, 0, 1000),
-               "interval_steps": ("int", 1, 1, 1000), "evals": ("int", 4, 1, 100)},
+    "median": {"n_startup_trials": Field("int", 5, 0, 1000),
+               "n_warmup_steps": Field("int", 0, 0, 1000),
+               "interval_steps": Field("int", 1, 1, 1000), "evals": Field("int", 4, 1, 100)},
     # Optuna's SuccessiveHalvingPruner (asynchronous successive halving)
-    "asha": {"min_resource": ("int", 1, 1, 1000), "reduction_factor": ("int", 3, 2, 100),
-             "min_early_stopping_rate": ("int", 0, 0, 100), "evals": ("int", 4, 1, 100)},
+    "asha": {"min_resource": Field("int", 1, 1, 1000),
+             "reduction_factor": Field("int", 3, 2, 100),
+             "min_early_stopping_rate": Field("int", 0, 0, 100), "evals": Field("int", 4, 1, 100)},
 }
 
 
@@ -242,9 +245,9 @@ def _check_parameter(chk: _Checker, config: dict | None, path: Any, raw: Any,
         out["values"] = list(values)
     else:
         n0 = len(chk.errors)
-        log = chk.value(f"parameters: {path}", loc + ["log"], "log", ("bool", False),
+        log = chk.value(f"parameters: {path}", loc + ["log"], "log", Field("bool", False),
                         raw.get("log", MISSING))
-        is_int = chk.value(f"parameters: {path}", loc + ["int"], "int", ("bool", False),
+        is_int = chk.value(f"parameters: {path}", loc + ["int"], "int", Field("bool", False),
                            raw.get("int", MISSING))
         ends = {}
         for key in ("min", "max"):
@@ -440,9 +443,9 @@ def validate_sweep(spec: Any) -> dict:
                                          f"train.eval_train_size images, which the base sets to 0")
     nums = chk.fields("sweep", [], {k: spec[k] for k in ("max_trials", "max_parallel", "seed")
                                     if k in spec},
-                      {"max_trials": ("int", None, 1, MAX_TRIALS),
-                       "max_parallel": ("int", 1, 1, MAX_PARALLEL),
-                       "seed": ("int", 0, 0, 2 ** 32 - 1)})
+                      {"max_trials": Field("int", None, 1, MAX_TRIALS),
+                       "max_parallel": Field("int", 1, 1, MAX_PARALLEL),
+                       "seed": Field("int", 0, 0, 2 ** 32 - 1)})
     max_trials = nums.get("max_trials")
     if method in ("random", "tpe") and "max_trials" not in spec:
         chk.err(["max_trials"], f"max_trials is required for {method}: how many trials to run "
@@ -456,11 +459,11 @@ def validate_sweep(spec: Any) -> dict:
         if not isinstance(early, dict):
             chk.err(loc, f"early_stopping must be an object like {{\"type\": \"median\"}}, "
                          f"got {_fmt(early)}")
-        elif kind not in EARLY_STOPPING:
+        elif not isinstance(kind, str) or kind not in EARLY_STOPPING:
             chk.err(loc + ["type"], f"early_stopping: type must be median or asha, got "
                                     f"{_fmt(None if kind is MISSING else kind)}")
         else:
-            rules = {"type": ((kind,), kind), **EARLY_STOPPING[kind]}
+            rules = {"type": Field("choice", kind, choices=(kind,)), **EARLY_STOPPING[kind]}
             early_out = chk.fields("early_stopping", loc, early, rules)
             if "train.eval_every" in params:
                 chk.err(["parameters", "train.eval_every"],

@@ -137,3 +137,27 @@ def test_check_model_needs_float64():
     model = Model([{"type": "flatten"}, {"type": "dense", "units": 10}], input_shape=(2, 2, 1))
     with pytest.raises(ValueError, match="float64"):
         check_model(model, np.zeros((1, 2, 2, 1)), np.array([0]))
+
+
+def test_every_layer_type_has_a_gradient_case():
+    from engine.layers import LAYER_TYPES
+    assert {factory().type for _, factory, _, _ in CASES} == set(LAYER_TYPES)
+
+
+@pytest.mark.parametrize("kind", ["relu", "leaky_relu", "sigmoid", "tanh"])
+def test_activation_writing_over_its_input_gives_the_same_gradients(kind):
+    """The plan's overwrite=True (an activation over a fresh output): same output and input
+    gradient as a new array, and the input array holds the output."""
+    from engine.layers import LAYER_TYPES
+    rng = np.random.default_rng(5)
+    x = distinct((3, 4, 5, 2), rng)
+    g = rng.standard_normal(x.shape)
+    plain, inplace = LAYER_TYPES[kind](), LAYER_TYPES[kind]()
+    out = plain.forward(x.copy(), True)
+    dx = plain.backward(g)
+    x2 = x.copy()
+    out2 = inplace.forward(x2, True, overwrite=True)
+    np.testing.assert_array_equal(out2, out)
+    np.testing.assert_array_equal(inplace.backward(g), dx)
+    if kind != "leaky_relu":                     # leaky_relu always returns a new array
+        assert np.shares_memory(out2, x2)

@@ -8,7 +8,7 @@ from engine import Trainer, apply_overrides, get_preset
 from engine import runtime
 from engine.gradcheck import rel_error
 from engine.layers import Dropout
-from engine.model import MIN_SHARD, Model, _PoolFirst
+from engine.model import MIN_SHARD, Model, _Overwrite, _PoolFirst
 
 CNN = [{"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": 1},
        {"type": "relu"}, {"type": "maxpool2d", "pool_size": 2},
@@ -33,11 +33,9 @@ def grads(model, x, y):
 
 
 def assert_same_step(model, x, y, loss, out, g):
-    """The model run in the written layer order (no reordering, no overwriting) gives
-    exactly ``loss``, ``out`` and gradients ``g``."""
-    for la in model.layers:
-        if hasattr(la, "overwrite_input"):
-            la.overwrite_input = False
+    """The model run in the written layer order (no reordering, no overwriting: layers
+    called directly never write over their input) gives exactly ``loss``, ``out`` and
+    gradients ``g``."""
     model._plan, model._plan_for = list(model.layers), tuple(map(id, model.layers))
     loss2, out2, g2 = grads(model, x, y)
     assert loss == loss2
@@ -206,15 +204,58 @@ def test_activations_overwrite_only_fresh_outputs():
     x_before = x.copy()
     y = rng.integers(0, 10, 6)
     model = Model(MIXED, input_shape=(12, 12, 1), dtype="float64", seed=3)
-    model.plan
-    flags = [getattr(la, "overwrite_input", None) for la in model.layers]
-    assert flags == [False, None, True, False, None, True, None, True, None, None, True, None]
+    steps = [type(step).__name__ for step in model.plan]
+    assert steps == ["Tanh", "Conv2D", "_Overwrite", "ReLU", "Conv2D", "_Overwrite", "AvgPool2D",
+                     "_Overwrite", "Flatten", "Dense", "_Overwrite", "Dense"]
+    assert [step.act for step in model.plan if isinstance(step, _Overwrite)] == \
+        [model.layers[i] for i in (2, 5, 7, 10)]
     loss, out, g = grads(model, x, y)
     np.testing.assert_array_equal(x, x_before)
     fmaps = model.feature_maps(x)
     np.testing.assert_array_equal(x, x_before)
     assert_same_step(model, x, y, loss, out, g)
     np.testing.assert_array_equal(fmaps, model.feature_maps(x))
+
+
+CONV_DENSE = [{"type": "conv2d", "filters": 2, "kernel_size": 3}, {"type": "flatten"},
+              {"type": "dense", "units": 10}]
+
+
+@pytest.mark.parametrize("first", [[{"type": "relu"}],
+                                   [{"type": "dropout", "rate": 0.5}, {"type": "relu"}]],
+                         ids=["relu-first", "dropout-first"])
+def test_feature_maps_never_write_over_the_input(first):
+    """An activation -> max-pool pair at the start runs the activation over the pool's
+    output in the plan; feature_maps calls the layers in their written order, where the
+    activation gets the caller's array (directly, or through dropout, the identity in
+    evaluation). It must leave it alone, before and after the plan is first used."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 12, 12, 1))            # negative values: relu would change them
+    x_before = x.copy()
+    model = Model(first + [{"type": "maxpool2d"}] + CONV_DENSE, input_shape=(12, 12, 1),
+                  dtype="float64", seed=2)
+    before = model.feature_maps(x)
+    np.testing.assert_array_equal(x, x_before)
+    state = [dict(vars(la)) for la in model.layers]
+    assert any(isinstance(step, _PoolFirst) for step in model.plan)
+    assert [dict(vars(la)) for la in model.layers] == state       # the getter changes nothing
+    model.forward(x)
+    grads(model, x, rng.integers(0, 10, 3))
+    np.testing.assert_array_equal(x, x_before)
+    after = model.feature_maps(x)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(after, before)
+
+
+def test_activations_called_directly_never_write_over_their_input():
+    from engine.layers import LAYER_TYPES
+    x = np.random.default_rng(0).standard_normal((4, 6, 6, 2))
+    for kind, cls in LAYER_TYPES.items():
+        if cls.is_activation:
+            layer, x_in = cls(), x.copy()
+            for train in (True, False):
+                layer.forward(x_in, train)
+                np.testing.assert_array_equal(x_in, x, err_msg=kind)
 
 
 def test_evaluation_in_threads_is_the_same():

@@ -196,3 +196,34 @@ def test_overrides_go_to_their_section():
                               "normalize": "standard"}
     assert cfg["name"] == "mine"
     validate_config(cfg)
+
+
+# a value that cannot be a dict key (an object, a list) where a name is expected: an error
+# naming the field, never a TypeError (issue 8, server finding 1: a 500)
+@pytest.mark.parametrize("bad", [{}, [], {"type": "relu"}, ["dense"]], ids=repr)
+def test_unhashable_names_are_errors(bad):
+    (e,) = errors_for(lambda c: c["model"].__setitem__(0, {"type": bad}))
+    assert e["loc"] == ["model", 0, "type"] and "unknown type" in e["msg"]
+    (e,) = errors_for(lambda c: c["model"][0].update(init={"type": bad}))
+    assert e["loc"] == ["model", 0, "init", "type"]
+    (e,) = errors_for(lambda c: c["train"].update(init={"type": bad}))
+    assert e["loc"] == ["train", "init", "type"]
+    for field in ("schedule", "optimizer", "loss", "dtype", "sampling"):
+        (e,) = errors_for(lambda c: c["train"].update({field: {"type": bad}}
+                                                      if field == "schedule" else {field: bad}))
+        assert e["loc"] == ["train", field], field
+    for field in ("name", "normalize"):
+        (e,) = errors_for(lambda c: c["dataset"].update({field: bad}))
+        assert e["loc"] == ["dataset", field], field
+
+
+@pytest.mark.parametrize("bad", [{}, ["mlp"]], ids=repr)
+def test_unhashable_preset_name_and_overrides(bad):
+    from engine import apply_overrides
+    with pytest.raises(KeyError, match="unknown preset"):
+        get_preset(bad)
+    cfg = apply_overrides(get_preset("mlp"), {"dataset": bad, "optimizer": bad, "loss": bad})
+    with pytest.raises(SpecError) as info:
+        validate_config(cfg)
+    assert sorted(e["loc"] for e in info.value.errors) == [
+        ["dataset", "name"], ["train", "loss"], ["train", "optimizer"]]

@@ -81,6 +81,20 @@ def test_unknown_missing_type_and_extra_fields(api):
     assert code == 422 and named(d, "learning_rate")
 
 
+@pytest.mark.parametrize("kind", [{}, [], ["dense"]], ids=repr)
+def test_layer_type_that_is_an_object_or_a_list(api, kind):
+    """Not a 500 (the engine once looked such a type up in a dict): the same error, with
+    its loc, from every endpoint that takes a model."""
+    body = {"model": [{"type": kind}]}
+    answers = [api.post(path, json=body)
+               for path in ("/api/runs", "/api/models/validate", "/api/gradcheck")]
+    assert [r.status_code for r in answers] == [422, 200, 422], [r.text for r in answers]
+    assert not answers[1].json()["valid"]
+    assert [locs(r) for r in answers] == [[["model", 0, "type"]]] * 3
+    code, d = post_run(api, {"preset": "mlp", "overrides": {"optimizer": kind, "dataset": kind}})
+    assert code == 422 and sorted(e["loc"] for e in d) == [["dataset", "name"], ["train", "optimizer"]]
+
+
 # 12. sizes of 0, negative, a string, a float
 
 

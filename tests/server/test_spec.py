@@ -5,11 +5,11 @@ from engine import spec
 from engine.datasets import dataset_names
 
 
-def rule_of(field: dict) -> tuple:
-    """A served field back as engine.spec's (kind, default[, min, max]) tuple."""
-    kind = tuple(field["choices"]) if field["kind"] == "choice" else field["kind"]
-    default = spec.MISSING if field["required"] else field["default"]
-    return (kind, default, field["min"], field["max"]) if "min" in field else (kind, default)
+def rule_of(field: dict) -> spec.Field:
+    """A served field back as engine.spec's ``Field``."""
+    return spec.Field(field["kind"], spec.MISSING if field["required"] else field["default"],
+                      field.get("min"), field.get("max"), tuple(field.get("choices", ())),
+                      field.get("help", ""))
 
 
 def test_spec_serves_the_engine_tables(api):
@@ -27,6 +27,11 @@ def test_spec_serves_the_engine_tables(api):
         k: v for k, v in spec.DATASET_FIELDS.items() if k != "path"}
     assert s["layer_aliases"] == spec.LAYER_ALIASES
     assert s["init_types"] == list(spec.INIT_TYPES)
+    # each initialiser's parameters, the one table engine.layers.init_array also reads
+    assert list(s["inits"]) == list(spec.INIT_TYPES)
+    for kind in spec.INIT_TYPES:
+        assert {k: rule_of(v) for k, v in s["inits"][kind].items()} == spec.init_fields(kind)
+    assert s["inits"]["normal"]["std"]["default"] == 0.01
     assert s["optimizers"] == list(spec.OPTIMIZER_TYPES)
     assert s["datasets"]["mnist"] == {"shape": [28, 28, 1], "num_classes": 10,
                                       "class_names": list("0123456789"),

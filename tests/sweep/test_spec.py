@@ -74,6 +74,7 @@ def test_budget_objective_and_early_stopping_are_checked():
     assert ["objective", "metric"] in locs(sweep(objective={"metric": "f1"}))
     assert ["objective", "direction"] in locs(sweep(objective={"direction": "up"}))
     assert ["early_stopping", "type"] in locs(sweep(early_stopping={"type": "hyperband"}))
+    assert ["early_stopping", "type"] in locs(sweep(early_stopping={"type": {}}))  # not a 500
     assert ["early_stopping", "reduction_factor"] in locs(
         sweep(early_stopping={"type": "asha", "reduction_factor": 1}))
     assert ["objective", "metric"] in locs(sweep(

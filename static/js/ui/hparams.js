@@ -6,10 +6,15 @@ import { h, clear } from "./dom.js";
 import { parseNum } from "./editor.js";
 import { spec, initTypes, optimizerOptions, scheduleOptions, trainDefault } from "../spec.js";
 
-// Placeholders of empty inputs: the engine's defaults (GET /api/spec), except the initialisers'
-// parameters, which engine/spec.py checks inline rather than in a table.
-const INIT_DEFAULTS = { "init.std": "0.01", "init.limit": "0.05" };
-const placeholder = (key) => INIT_DEFAULTS[key] || trainDefault(key);
+// Placeholders of empty inputs: the engine's defaults (GET /api/spec), the initialisers'
+// parameters included (spec.inits: {type: {field: rule}}).
+const initRule = (type, name) => ((spec.inits || {})[type] || {})[name];
+function placeholder(key, t) {
+  const [a, b] = key.split(".");
+  if (a !== "init" || !b) return trainDefault(key);
+  const rule = initRule(initType(t), b);
+  return rule && rule.default != null ? String(rule.default) : "";
+}
 
 const FIELDS = [
   { key: "optimizer", label: "Optimizer", kind: "select", options: optimizerOptions },
@@ -20,8 +25,8 @@ const FIELDS = [
   { key: "epochs", label: "Epochs", kind: "int", hint: "or iterations" },
   { key: "iterations", label: "Iterations", kind: "int", hint: "instead of epochs" },
   { key: "init", label: "Initialiser", kind: "select", options: () => initTypes().map((t) => [t, t]) },
-  { key: "init.std", label: "Init std", kind: "float", when: (t) => initType(t) === "normal" },
-  { key: "init.limit", label: "Init limit", kind: "float", when: (t) => initType(t) === "uniform" },
+  { key: "init.std", label: "Init std", kind: "float", when: (t) => hasInitField(t, "std") },
+  { key: "init.limit", label: "Init limit", kind: "float", when: (t) => hasInitField(t, "limit") },
   { key: "schedule", label: "Schedule", kind: "select", options: scheduleOptions },
   { key: "schedule.gamma", label: "Schedule gamma", kind: "float", when: (t) => hasScheduleField(t, "gamma") },
   { key: "schedule.min_lr", label: "Minimum learning rate", kind: "float", when: (t) => hasScheduleField(t, "min_lr") },
@@ -47,6 +52,7 @@ const defaultType = (key) => { const d = (spec.train[key] || {}).default; return
 function initType(t) { const i = t.init; return i == null ? defaultType("init") : typeof i === "string" ? i : i.type; }
 function schedType(t) { const s = t.schedule; return s == null ? defaultType("schedule") : typeof s === "string" ? s : s.type; }
 const hasScheduleField = (t, name) => name in (spec.schedules[schedType(t)] || {});
+const hasInitField = (t, name) => !!initRule(initType(t), name);
 const dropoutRate = () => (spec.layers.dropout || {}).rate || {};
 
 export class HparamsForm {
@@ -103,7 +109,7 @@ export class HparamsForm {
         const [a, b] = f.key.split(".");
         const obj = b ? (typeof t[a] === "object" && t[a] ? t[a] : {}) : t;
         const v = obj[b || a];
-        input = h("input", { type: "number", id, step: f.kind === "int" ? "1" : "any", value: v == null ? "" : String(v), placeholder: placeholder(f.key),
+        input = h("input", { type: "number", id, step: f.kind === "int" ? "1" : "any", value: v == null ? "" : String(v), placeholder: placeholder(f.key, t),
           oninput: () => this.setNumber(f.key, input.value) });
       }
       els.push(this.field(id, f.label, input, f.hint, f.key));
@@ -120,7 +126,15 @@ export class HparamsForm {
 
   setSelect(key, value) {
     const t = this.cfg.train;
-    if (key === "init") t.init = { type: value, ...(value === "normal" ? { std: 0.01 } : value === "uniform" ? { limit: 0.05 } : {}) };
+    if (key === "init") {
+      // the new type with the defaults of the parameters the form shows for it (std, limit)
+      t.init = { type: value };
+      for (const f of FIELDS) {
+        const [a, b] = f.key.split(".");
+        const rule = a === "init" && b ? initRule(value, b) : null;
+        if (rule && rule.default != null) t.init[b] = rule.default;
+      }
+    }
     else if (key === "schedule") {
       const gamma = (spec.schedules[value] || {}).gamma;
       t.schedule = { type: value, ...(gamma ? { gamma: gamma.default } : {}) };
