@@ -90,6 +90,9 @@ DATASET_FIELDS: dict[str, Field] = {
 
 
 def _fmt(v: Any) -> str:
+    """A user's value as they wrote it: JSON's null/true/false, else Python's repr (cut)."""
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
     s = repr(v)
     return s if len(s) <= 60 else s[:57] + "..."
 
@@ -380,7 +383,7 @@ def _check_dataset(chk: _Checker, raw: Any) -> dict:
     return ds
 
 
-def validate_config(cfg: Any, max_memory: int | None = None) -> tuple[dict, dict]:
+def validate_config(cfg: Any) -> tuple[dict, dict]:
     """Validate a whole run config. Returns ``(normalised config, summary)``.
 
     Raises ``SpecError`` listing every problem found.
