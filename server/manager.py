@@ -361,6 +361,9 @@ class RunManager:
             if k == "error":
                 run.worker_error = m.get("msg")
                 continue
+            if k == "warning":      # the server validated the change; the engine still refused
+                log.warning("run %s: %s", run_id, m.get("msg"))
+                continue
             if k != "event":
                 continue
             e = m["e"]

@@ -7,7 +7,8 @@ The parent (the server) talks to a child over two one-way pipes:
   ``engine.Control``. EOF (the server died) counts as ``shutdown``.
 * messages, child -> parent: JSON lists of ``{"k": "event", "e": event.to_json_dict(),
   "ts": unix time of emit}``, ``{"k": "hb"}`` (heartbeat), ``{"k": "checkpoint", "step"}``,
-  ``{"k": "error", "msg"}`` and ``{"k": "exit", "reason", "step"}``. A sender thread in the child
+  ``{"k": "error", "msg"}``, ``{"k": "warning", "msg"}`` (a live change the engine refused;
+  the server logs it) and ``{"k": "exit", "reason", "step"}``. A sender thread in the child
   writes them, so the training loop never blocks on the pipe. EOF means the child is gone.
 
 This module imports nothing heavy at the top: a spawned child imports it before the
