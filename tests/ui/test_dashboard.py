@@ -265,7 +265,7 @@ def test_run_refused_by_the_server_shows_its_message_next_to_the_field(page, ser
 
 def test_reload_and_lost_connection_keep_the_curve_continuous(page, browser, server):
     # batches of 256 keep the stream to ~100 events/s, so even a slow CI machine's tab keeps up
-    # (the server may coalesce progress for a client that falls far behind: that would be a gap)
+    # (a tab that falls far behind is caught up from storage; this keeps the check about reloads)
     run = server.create_run("mlp", epochs=100, batch_size=256, train_limit=20000, eval_every=200,
                             name="reload-test")
     open_dashboard(page, server, run["id"])
