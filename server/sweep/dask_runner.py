@@ -11,9 +11,9 @@ a Dask worker, as ``server.workers.worker_main`` does in a local worker process:
   sequence number and the task returns how many it sent, so the runner settles a trial only
   after every batch arrived (the task's result and the topic travel by different paths).
 * stop: ``Client.cancel`` does not stop running code, so each trial has a ``distributed.Event``
-  (``<topic>-stop-<n>``); a thread in the task waits on it and calls the engine's
-  ``Control.stop()``, which the trainer polls between steps (a pruned or stopped trial ends
-  at its next step, exactly as in a local worker).
+  (``<topic>-stop-<n>``); a thread in the task polls it every ``STOP_POLL_SECONDS`` and
+  calls the engine's ``Control.stop()``, which the trainer polls between steps (a pruned or
+  stopped trial ends at its next step after that, as in a local worker).
 * a dead Dask worker: the trial ends ``failed`` with the reason (which worker, at which
   step); it is **not** retried. The task is submitted with ``retries=0``; a ``local`` cluster's
   scheduler gets ``allowed-failures`` 0, so the future errs with ``KilledWorker`` at once. A
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 BATCH_SECONDS = 0.1
 BATCH_EVENTS = 50
+STOP_POLL_SECONDS = 0.25
 CONNECT_TIMEOUT = 5.0
 SETTLE_SECONDS = 10.0      # how long a finished task's last event batches may lag its result
 
@@ -179,20 +180,24 @@ def run_trial(topic: str, number: int, config: dict, threads: int | None = None,
     control = Control()
 
     def watch_stop() -> None:
-        while not done.is_set():
+        # polled (not Event.wait): no request is left waiting on the scheduler when the
+        # trial ends, and the trial never waits for one to time out
+        while not done.wait(STOP_POLL_SECONDS):
             try:
-                if stop_event.wait(timeout=0.5):
+                if stop_event.is_set():
                     control.stop()
                     return
             except Exception:  # noqa: BLE001 - scheduler briefly unreachable: keep training
-                time.sleep(0.5)
+                pass
 
+    watcher = None
     try:
         trainer = Trainer(config, control=control, threads=threads)
     except Exception as e:  # noqa: BLE001 - reported as the trial's reason
         outbox.put({"k": "error", "msg": f"could not start training: {e}"})
     else:
-        threading.Thread(target=watch_stop, name=f"trial-{number} stop", daemon=True).start()
+        watcher = threading.Thread(target=watch_stop, name=f"trial-{number} stop", daemon=True)
+        watcher.start()
         trainer.emit = lambda event: outbox.put(
             {"k": "event", "e": event.to_json_dict(), "ts": time.time()})
         try:
@@ -203,6 +208,8 @@ def run_trial(topic: str, number: int, config: dict, threads: int | None = None,
     done.set()
     outbox.put(None)
     send_thread.join()
+    if watcher is not None:
+        watcher.join(5)
     return {"batches": sent[0]}
 
 
