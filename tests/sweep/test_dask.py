@@ -62,6 +62,7 @@ def test_grid_on_a_local_cluster_streams_each_trials_events_while_it_runs(local)
     # the first evaluation reached the runner while the trial's task was still running
     assert done_at_first_eval == {1: False, 2: False, 3: False}
     assert not runner.running
+    assert local.client.get_events(runner.topic) == ()    # the scheduler keeps none of them
 
 
 def test_stopping_a_running_trial_through_its_event(local):
@@ -126,12 +127,20 @@ def test_a_malformed_or_unreachable_address_exits_2(tmp_path):
     spec = tmp_path / "s.json"
     spec.write_text('{"base": {"preset": "digits8-mlp"}, "method": "grid", '
                     '"parameters": {"train.lr": {"values": [0.01]}}}')
-    p = run("sweep", "--config", str(spec), "--dask", "sched:port", timeout=60)
-    assert p.returncode == 2 and "--dask" in p.stderr and "tcp://HOST:PORT" in p.stderr
-    p = run("sweep", "--config", str(spec), "--dask", f"tcp://127.0.0.1:{free_port()}",
-            timeout=60)
-    assert p.returncode == 2 and "cannot reach the Dask scheduler" in p.stderr
-    assert p.stdout == ""     # no trial started
+    serve = ["serve", "--port", "0", "--data-dir", str(tmp_path)]
+    # serve checks its --dask the same way before it starts (it only keeps it, for now)
+    cases = [(["sweep", "--config", str(spec), "--dask", "sched:port"], "tcp://HOST:PORT"),
+             (["sweep", "--config", str(spec), "--dask", f"tcp://127.0.0.1:{free_port()}"],
+              "cannot reach the Dask scheduler"),
+             ([*serve, "--dask", "tcp://h"], "tcp://HOST:PORT"),
+             ([*serve, "--dask", f"127.0.0.1:{free_port()}"], "cannot reach the Dask scheduler")]
+    procs = [subprocess.Popen([sys.executable, "-m", "server", *args], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for args, _ in cases]     # at once: two of them wait out the connect timeout
+    for p, (args, words) in zip(procs, cases):
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 2 and "--dask" in err and words in err, (args, err)
+        assert out == ""      # no trial started, no server either
 
 
 @pytest.fixture(scope="module")
