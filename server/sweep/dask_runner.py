@@ -92,6 +92,9 @@ class Connection:
                     self.cluster = LocalCluster(n_workers=max(1, n_workers),
                                                 threads_per_worker=1, processes=True,
                                                 dashboard_address=None)
+            except Exception as e:  # noqa: BLE001 - e.g. no processes can be started
+                raise DaskError(f"could not start a local Dask cluster: "
+                                f"{type(e).__name__}: {e}") from None
             finally:
                 for k, v in saved.items():
                     if v is None:
@@ -150,6 +153,8 @@ def run_trial(topic: str, number: int, config: dict, threads: int | None = None,
         return {"batches": 0, "rerun": True, "worker": worker.address}
     claim.set()
     stop_event = Event(f"{topic}-stop-{number}")
+    if stop_event.is_set():     # stopped while it waited for a worker: do not start
+        return {"batches": 0}
     outbox: queue.SimpleQueue = queue.SimpleQueue()
     done = threading.Event()
     sent = [0]
@@ -251,6 +256,7 @@ class _Running:
         self.step = 0
         self.error: str | None = None
         self.result: dict | None = None     # the task's result, once it finished
+        self.lost = False                   # its worker died, or the scheduler lost it
         self.settle_by: float | None = None
 
 
@@ -407,7 +413,7 @@ class DaskRunner:
             if res.get("rerun"):
                 r.error = (f"the Dask worker {where} running it died at step {r.step} "
                            f"(not retried)")
-                res = {"batches": 0}
+                r.lost, res = True, {"batches": 0}
             r.result = res
         else:
             if fut.status == "error":
@@ -419,15 +425,18 @@ class DaskRunner:
                     r.error = f"the Dask task failed: {type(exc).__name__}: {exc}"
             else:
                 r.error = f"the Dask scheduler lost the trial ({fut.status})"
-            r.result = {"batches": r.next_seq}
+            r.lost, r.result = True, {"batches": r.next_seq}
         r.settle_by = time.monotonic() + SETTLE_SECONDS
 
     def _settle(self, r: _Running, error: str | None, clear: bool = True) -> None:
         if self.running.pop(r.number, None) is None:
             return
-        # the scheduler keeps an Event until cleared; a killed trial's task may still be
-        # training and must go on seeing its stop Event
-        for name in ("stop", "claim") if clear else ():
+        # the scheduler keeps an Event until cleared. A killed trial's task may still be
+        # training, and a lost one's too (its worker was only cut off): they must go on
+        # seeing their stop Event, and a re-run its claim.
+        if r.lost:
+            self._signal(r.number)
+        for name in ("stop", "claim") if clear and not r.lost else ():
             try:
                 from distributed import Event
                 Event(f"{self.topic}-{name}-{r.number}", client=self.client).clear()

@@ -65,20 +65,26 @@ def test_grid_on_a_local_cluster_streams_each_trials_events_while_it_runs(local)
     assert local.client.get_events(runner.topic) == ()    # the scheduler keeps none of them
 
 
-def test_stopping_a_running_trial_through_its_event(local):
-    spec = grid([0.01, 0.02], epochs=2000, eval_every=20)     # 14,000 steps: minutes
+def test_stopping_running_trials_through_their_events(local):
+    # 14,000 steps each (minutes); 3 at once on 2 workers: the third waits in Dask's queue
+    spec = grid([0.01, 0.02, 0.03], epochs=2000, eval_every=20)
     runner = None
+    seen = set()
 
     def emit(e):
         if e["type"] == "trial_eval":
             threading.Thread(target=runner.stop).start()
 
-    runner = DaskRunner(Sweep(spec, emit=emit), max_parallel=1, client=local.client)
+    runner = DaskRunner(Sweep(spec, emit=emit), max_parallel=3, client=local.client,
+                        on_run_event=lambda n, e: seen.add(n))
     summary = runner.run()
     assert summary["sweep"]["status"] == "stopped"
-    (t,) = summary["trials"]
-    assert t["status"] == "stopped" and t["reason"] == "the sweep was stopped"
-    assert 20 <= t["steps"] < 14000
+    assert [t["status"] for t in summary["trials"]] == ["stopped"] * 3
+    assert all(t["reason"] == "the sweep was stopped" for t in summary["trials"])
+    running = [t for t in summary["trials"] if t["number"] in seen]
+    assert len(running) >= 1 and all(20 <= t["steps"] < 14000 for t in running)
+    # the third, still queued when the sweep stopped, found its Event set and never trained
+    assert 3 not in seen and summary["trials"][2]["steps"] == 0
 
 
 def test_a_trial_whose_dask_worker_is_killed_fails_with_the_reason(local):
