@@ -1,16 +1,16 @@
 """Sweep throughput: the same small sweep through the local runner (1 and 2 trials at once)
 and through Dask (a ``LocalCluster`` of 2 worker processes), interleaved, in one run.
 
-    python -m benchmarks.bench_sweeps                 # 3 rounds of 8 mlp trials, ~3 minutes
+    python -m benchmarks.bench_sweeps                 # 3 rounds of 8 mlp trials, ~5 minutes
     python -m benchmarks.bench_sweeps --rounds 1 --trials 4 --epochs 1   # quick look
 
 Every trial trains the ``mlp`` preset for ``--epochs`` (3) on ``--train-limit`` (30,000) MNIST
-images, a few seconds, with one training thread (``threads=1``) everywhere, so the contenders differ only
-in how trials are started and how their events come back. Each round runs the contenders one
-after the other (local x1, local x2, dask x2) and the table shows each one's median over the
-rounds. The Dask cluster is started once, before the first round, and kept (as a server
-keeps it); its start-up time is printed apart. Throughput is trials per hour of sweep wall
-time. The load average is printed before and after: the machine is shared.
+images, a few seconds, with one training thread (``threads=1``) everywhere, so the contenders
+differ only in how trials are started and how their events come back. Each round runs the
+contenders one after the other (local x1, local x2, dask x2) and the table shows each one's
+median over the rounds. The Dask cluster is started once, before the first round, and kept
+(as a server keeps it); its start-up time is printed apart. Throughput is trials per hour of
+sweep wall time. The load average is printed before and after: the machine is shared.
 """
 from __future__ import annotations
 

@@ -144,8 +144,9 @@ def run_trial(topic: str, number: int, config: dict, threads: int | None = None,
     ``{"n", "seq", "msgs": [{"k": "event", "e", "ts"} | {"k": "start", "worker", "pid"} |
     {"k": "error", "msg"}]}``; every engine event, except that ``snapshot`` events (35-70 KB
     each for mlp and lenet, every 0.5 s by default) go out at most once per
-    ``snapshot_seconds`` (and the newest one held back just before ``run_finished``). Returns ``{"batches": N}`` (plus ``"rerun": True`` when a previous
-    attempt of this trial already started, see the module docstring)."""
+    ``snapshot_seconds`` (and the newest one held back just before ``run_finished``).
+    Returns ``{"batches": N}`` (plus ``"rerun": True`` when a previous attempt of this trial
+    already started, see the module docstring)."""
     from distributed import Event, get_worker
     worker = get_worker()
     claim = Event(f"{topic}-claim-{number}")
