@@ -1,5 +1,8 @@
 # Backprop Lab: the dashboard on port 8000.
 # docker build -t backprop-lab . && docker run -p 8000:8000 -v backprop-data:/data backprop-lab
+# The image is also a Dask worker for sweeps (dask[distributed] is a dependency, so `dask` is on
+# the PATH next to the project): docker run --network host backprop-lab dask worker
+# tcp://SCHEDULER:8786 --nthreads 1   (README, "Growing: Dask"; any command replaces CMD).
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 # The wheel carries the page (static/, templates/) as package data: the source is not kept.

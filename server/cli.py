@@ -19,7 +19,7 @@ def add_serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="start the web dashboard and API",
                        description="Serve the dashboard and API. Options also come from "
                                    "BACKPROP_HOST, BACKPROP_PORT, BACKPROP_DATA_DIR, "
-                                   "BACKPROP_TOKEN, BACKPROP_MAX_WORKERS.")
+                                   "BACKPROP_TOKEN, BACKPROP_MAX_WORKERS, BACKPROP_DASK.")
     p.add_argument("--host", help="address to bind (default 127.0.0.1; any other address "
                                   "requires a token)")
     p.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
@@ -27,6 +27,9 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--token", help="API token (generated and printed for non-loopback binds)")
     p.add_argument("--max-workers", type=int,
                    help="runs trained at once (default: the number of cores)")
+    p.add_argument("--dask", metavar="ADDR|local",
+                   help="sweep trials go to this Dask scheduler (tcp://HOST:PORT), or to an "
+                        "in-process LocalCluster ('local'); checked at start")
     p.set_defaults(func=cmd_serve)
 
 
@@ -54,7 +57,8 @@ def log_config(level: str) -> dict:
 def cmd_serve(args) -> int:
     from pydantic import ValidationError
     over = {k: v for k, v in {"host": args.host, "port": args.port, "data_dir": args.data_dir,
-                              "token": args.token, "max_workers": args.max_workers}.items()
+                              "token": args.token, "max_workers": args.max_workers,
+                              "dask": args.dask}.items()
             if v is not None}
     try:
         settings = Settings(**over)
@@ -63,6 +67,13 @@ def cmd_serve(args) -> int:
             print(f"error: --{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: "
                   f"{err['msg']}", file=sys.stderr)
         return 2
+    if settings.dask and settings.dask != "local":
+        from .sweep.dask_runner import DaskError, probe
+        try:
+            probe(settings.dask)
+        except DaskError as e:
+            print(f"error: --dask: {e}", file=sys.stderr)
+            return 2
     generated = False
     if not is_loopback(settings.host) and not settings.token:
         settings.token = secrets.token_urlsafe(24)

@@ -5,7 +5,7 @@ import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -65,6 +65,18 @@ class Settings(BaseSettings):
     runs_feed_interval: float = Field(0.5, ge=0, description="min seconds between `latest` updates "
                                                               "per run on WS /ws/runs")
     log_level: str = "info"
+    # Sweeps.
+    dask: str | None = Field(None, description="sweep trials go to this Dask scheduler: "
+                                               "tcp://HOST:PORT, or 'local' for an in-process "
+                                               "LocalCluster")
+
+    @field_validator("dask")
+    @classmethod
+    def _dask_address(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        from .sweep.dask_runner import check_address   # pure parsing, no dask import
+        return check_address(v)
 
     @property
     def db_path(self) -> Path:

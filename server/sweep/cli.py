@@ -1,4 +1,5 @@
-"""``backprop-lab sweep`` and ``backprop-lab sweeps``: sweeps from a terminal, on this machine."""
+"""``backprop-lab sweep`` and ``backprop-lab sweeps``: sweeps from a terminal, on this machine
+or on a Dask cluster (``--dask``)."""
 from __future__ import annotations
 
 import json
@@ -11,10 +12,11 @@ from .presets import SWEEP_PRESETS, get_sweep_preset, report_numbers
 
 
 def add_sweep_parsers(sub) -> None:
-    p = sub.add_parser("sweep", help="run a sweep (many runs of one design) on this machine",
+    p = sub.add_parser("sweep", help="run a sweep (many runs of one design) here or on Dask",
                        description="Run a sweep: a base design, a search space, a method "
                                    "(grid, random, tpe), a budget and an objective. Trials run "
-                                   "in worker processes on this machine.")
+                                   "in worker processes on this machine, or on a Dask "
+                                   "cluster with --dask.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", choices=list(SWEEP_PRESETS), help="a sweep preset (see `sweeps`)")
     src.add_argument("--config", metavar="SWEEP.json", help="a sweep spec (see README, Sweeps)")
@@ -25,6 +27,10 @@ def add_sweep_parsers(sub) -> None:
                         "dataset.train_limit=2000 (VALUE is JSON, else text); repeatable")
     p.add_argument("--threads", type=int, metavar="N",
                    help="training threads per trial (default: cores / max-parallel)")
+    p.add_argument("--dask", metavar="ADDR|local",
+                   help="run the trials on a Dask cluster: the scheduler's tcp://HOST:PORT, or "
+                        "'local' for an in-process LocalCluster of --max-parallel worker "
+                        "processes (see README, Growing: Dask)")
     p.add_argument("--json", action="store_true",
                    help="print one event per line, then a summary line")
     p.set_defaults(func=cmd_sweep)
@@ -132,11 +138,8 @@ def _table(summary: dict) -> list[str]:
 
 
 def cmd_sweep(args) -> int:
-    from engine.events import jsonable
     from engine.spec import SpecError
 
-    from .core import Sweep
-    from .runner import LocalRunner
     from .spec import validate_series
     if args.preset:
         raw = get_sweep_preset(args.preset)
@@ -153,11 +156,40 @@ def cmd_sweep(args) -> int:
     if args.threads is not None and args.threads < 1:
         print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
         return 2
+    dask_address = None
+    if args.dask is not None:
+        from .dask_runner import check_address
+        try:
+            dask_address = check_address(args.dask)
+        except ValueError as e:
+            print(f"error: --dask: {e}", file=sys.stderr)
+            return 2
     try:
         spec = validate_series(_apply_sets(raw, args.set))
     except SpecError as e:
         _errors(e.errors)
         return 2
+    conn = None
+    if dask_address is not None:
+        from .dask_runner import Connection, DaskError
+        try:
+            conn = Connection(dask_address, n_workers=max(
+                args.max_parallel or part["max_parallel"] for part in spec["series"]))
+        except DaskError as e:
+            print(f"error: --dask: {e}", file=sys.stderr)
+            return 2
+    try:
+        return _run_series(args, spec, conn)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _run_series(args, spec: dict, conn) -> int:
+    from engine.events import jsonable
+
+    from .core import Sweep
+    from .runner import LocalRunner
     out = sys.stdout
 
     def emit(event: dict) -> None:
@@ -190,7 +222,13 @@ def cmd_sweep(args) -> int:
         threads = args.threads or max(1, cores // n)
         current["metric"] = part["objective"]["metric"]
         sweep = Sweep(part, emit=emit)
-        runner = LocalRunner(sweep, max_parallel=n, threads=threads)
+        if conn is None:
+            runner = LocalRunner(sweep, max_parallel=n, threads=threads)
+        else:
+            from .dask_runner import DaskRunner
+            # on a remote cluster a trial's threads are its worker's business unless given
+            runner = DaskRunner(sweep, max_parallel=n, client=conn.client,
+                                threads=threads if conn.cluster is not None else args.threads)
 
         def interrupt(signum, frame, runner=runner) -> None:
             if runner.stopping:
