@@ -44,6 +44,8 @@ from .sweep.spec import MAX_TRIALS, canon, public, validate_sweep
 log = logging.getLogger("backprop_lab.sweeps")
 
 SWEEP_ID_PREFIX = "s-"
+#: a running trial's ``trial_progress`` (step, loss) goes on the sweep stream at most this often
+PROGRESS_SECONDS = 1.0
 SWEEPS_CHANNEL = "sweeps"
 SWEEP_STATUSES = ("running", "stopping", "finished", "stopped", "interrupted", "failed")
 SWEEP_DONE = ("finished", "stopped", "failed")      # the stream closes (until extend/resume)
@@ -239,6 +241,7 @@ class SweepState:
         self.dirty: set[int] = set()
         self.elog: EventLog = None        # type: ignore[assignment]
         self.deleting = False
+        self.progress_at: dict[int, float] = {}    # when each trial's last progress went out
         self.changed = asyncio.Event()
 
     @property
@@ -270,7 +273,7 @@ class SweepState:
 
     def summary(self) -> dict:
         """The sweep without its trials (GET /api/sweeps rows)."""
-        s = self.sweep.search if self.sweep else None
+        s = getattr(self.sweep, "search", None)     # none for a sweep that failed to load
         return {"id": self.id, "name": self.name, "status": self.status, "error": self.error,
                 "method": self.norm["method"] if self.norm else self.raw.get("method"),
                 "objective": self.norm["objective"] if self.norm else None,
@@ -527,6 +530,9 @@ class SweepService:
             raise SweepConflict(f"sweep {st.id} is {st.status}; it cannot be extended")
         if st.status == "stopping":
             raise SweepConflict(f"sweep {st.id} is stopping; extend it once it has stopped")
+        if not trials and not parameters:
+            raise InvalidSweep([{"loc": [], "msg": "give trials (how many to add) and/or "
+                                                   "parameters (narrower values or ranges)"}])
         raw = copy.deepcopy(st.raw)
         errors: list[dict] = []
         for path, new in (parameters or {}).items():
@@ -723,7 +729,8 @@ class SweepService:
         if n is not None:
             if st.run_ids.get(n):
                 event["run_id"] = st.run_ids[n]
-            st.dirty.add(n)
+            if event["type"] != "trial_progress":     # the row keeps no live step
+                st.dirty.add(n)
         st.elog.add(event)
 
     def _on_sweep_event(self, st: SweepState, event: dict) -> None:
@@ -737,6 +744,8 @@ class SweepService:
             st.elog.write_soon()
         else:
             st.elog.write()
+        if event["type"] == "trial_finished":
+            self._feed(st)          # counts and best changed
 
     # ------------------------------------------------------------ from the manager
 
@@ -757,6 +766,15 @@ class SweepService:
         st, t = found
         if event.get("type") == "run_finished" and t.status == "queued":
             st.sweep.started(t.number)
+        if event.get("type") == "progress":
+            now = time.monotonic()
+            if t.status == "running" and now - st.progress_at.get(t.number, -1e9) >= \
+                    PROGRESS_SECONDS:
+                st.progress_at[t.number] = now
+                self._emit(st, {"type": "trial_progress", "number": t.number,
+                                **{k: event.get(k) for k in ("step", "epoch", "loss",
+                                                             "accuracy")}})
+                st.elog.write_soon()
         if st.sweep.on_event(t.number, event) == "stop":
             reason = (t.pruned_reason or {}).get("message", "")
             self.manager.request_stop(run, f"pruned by sweep {st.name}: {reason}")

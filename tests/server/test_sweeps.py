@@ -112,6 +112,16 @@ def test_the_sweep_stream_has_the_run_streams_checks(server):
                       origin="https://evil.example") == 403
 
 
+def test_random_with_a_seed_proposes_the_same_trials(api):
+    spec = {"base": TINY, "method": "random", "max_trials": 3, "max_parallel": 3, "seed": 7,
+            "parameters": {"train.lr": {"min": 0.01, "max": 0.1, "log": True},
+                           "train.batch_size": {"values": [16, 32, 64]}}}
+    a, b = post(api, spec)["id"], post(api, spec)["id"]
+    first, second = (wait_sweep(api, sid, "finished")["trials"] for sid in (a, b))
+    assert [t["params"] for t in first] == [t["params"] for t in second]
+    assert len({t["params"]["train.lr"] for t in first}) == 3
+
+
 # ------------------------------------------------------------------------------ bad input
 
 
@@ -220,6 +230,7 @@ def test_stop_cancels_queued_trials_and_stops_running_ones_then_extend(server, a
                       ({"trials": 1, "parameters": {"train.momentum": {"values": [0.9]}}},
                        ["parameters", "train.momentum"]),
                       ({"trials": -1}, ["trials"]), ({"trials": 20_000}, ["trials"]),
+                      ({}, []), ({"trials": 0}, []),
                       ({"trials": 1, "bogus": 1}, ["bogus"])):
         r = api.post(f"/api/sweeps/{sid}/extend", json=body)
         assert r.status_code == 422, (body, r.text)
@@ -313,3 +324,41 @@ def test_kill_9_mid_sweep_keeps_finished_trials_and_reruns_none(make_server):
     left = [r for r in api.get("/api/runs").json()["runs"] if r["sweep_id"] == sid]
     assert left == []
     api.close()
+
+
+# ------------------------------------------------------------------------------ migration
+
+
+V1_SCHEMA = """
+CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL, preset TEXT, status TEXT NOT NULL,
+    error TEXT, config TEXT NOT NULL, summary TEXT NOT NULL, created_at REAL NOT NULL,
+    started_at REAL, finished_at REAL, last_seq INTEGER NOT NULL DEFAULT 0, latest TEXT,
+    final TEXT, best_test_accuracy REAL, weights_step INTEGER);
+CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
+    json TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+PRAGMA user_version=1;
+"""
+
+
+def test_a_data_folder_from_before_sweeps_is_migrated(make_server, tmp_path):
+    import json
+    import sqlite3
+    data = tmp_path / "old"
+    data.mkdir()
+    conn = sqlite3.connect(data / "backprop-lab.sqlite3")
+    conn.executescript(V1_SCHEMA)
+    conn.execute("INSERT INTO runs (id, name, status, config, summary, created_at, last_seq) "
+                 "VALUES ('r-0123456789', 'old', 'completed', ?, '{}', 1.0, 1)",
+                 (json.dumps({"model": [], "train": {}, "dataset": {}}),))
+    conn.execute("INSERT INTO events VALUES ('r-0123456789', 1, 'status', "
+                 "'{\"type\":\"status\",\"status\":\"completed\",\"seq\":1}')")
+    conn.commit()
+    conn.close()
+    s = make_server(data_dir=data).start()
+    with s.client() as api:
+        runs = api.get("/api/runs").json()["runs"]
+        assert [(r["id"], r["sweep_id"], r["trial"], r["params"]) for r in runs] == [
+            ("r-0123456789", None, None, None)]
+        assert api.get("/api/sweeps").json() == {"sweeps": []}
+        sid = post(api, {**GRID, "parameters": {"train.lr": {"values": [0.1]}}})["id"]
+        wait_sweep(api, sid, "finished")
