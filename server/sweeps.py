@@ -6,8 +6,12 @@ its ``sweep_id``, ``trial`` number and ``params``; the manager queues it with th
 (sharing ``--max-workers``), and this service keeps at most ``max_parallel`` of a sweep's
 trials queued or running at once. The manager tells us (``RunManager.observer``) of each
 trial run's engine events (evaluations reach Optuna as they are stored; a pruned trial is
-stopped through the manager's normal stop command) and of its state changes. Another executor
-(Dask) only has to create, stop and report runs the same way.
+stopped through the manager's normal stop command) and of its state changes.
+
+The executor is pluggable (``TrialExecutor``): this service only creates trial runs, asks
+for them to stop, deletes them, and listens to the ``observer`` hooks. Where a run's process
+lives is the manager's business (its ``WorkerPool`` today); trials on Dask need a pool there
+that starts, signals and reports runs through the same callbacks, and nothing here changes.
 
 Statuses. A sweep is ``running``, ``stopping`` (stopped, trials still ending), ``finished``,
 ``stopped``, ``interrupted`` (the server stopped while it ran; ``resume`` re-queues) or
@@ -25,12 +29,14 @@ evaluations, interrupted runs make interrupted trials. Nothing finished is ever 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
 import math
 import secrets
 import time
+from typing import Protocol
 
 from engine import SpecError, validate_config
 
@@ -61,6 +67,19 @@ def new_sweep_id() -> str:
 def is_sweep_id(value: str) -> bool:
     return (len(value) == 12 and value.startswith(SWEEP_ID_PREFIX)
             and all(c in "0123456789abcdef" for c in value[2:]))
+
+
+class TrialExecutor(Protocol):
+    """What the sweeps need from whatever runs trials (``RunManager`` is one)."""
+    runs: dict[str, Run]
+    observer: object       # gets run_event(run, event), run_status(run), run_deleted(run)
+
+    def create(self, config: dict, summary: dict, preset: str | None,
+               trial: tuple[str, int, dict] | None = None) -> Run: ...
+
+    def request_stop(self, run: Run, why: str) -> None: ...
+
+    async def delete(self, run: Run) -> None: ...
 
 
 class SweepError(Exception):
@@ -123,12 +142,22 @@ class ServerSearch(Search):
             out[p] = json.dumps(v, sort_keys=True) if as_json else v
         return out
 
-    def restore(self, trials: list[Trial], requeues: set[int]) -> None:
+    def rungs(self, number: int) -> dict:
+        """The trial's ASHA rung values in the study (``completed_rung_K``), to store."""
+        trial = self.trials.get(number)
+        if trial is None:
+            return {}
+        frozen = self.study._storage.get_trial(trial._trial_id)    # noqa: SLF001
+        return {k: v for k, v in frozen.system_attrs.items() if k.startswith("completed_rung_")}
+
+    def restore(self, trials: list[Trial], requeues: set[int],
+                attrs: dict[int, dict] | None = None) -> None:
         """Tell the new study every stored trial, numbers 1..n in order (a gap becomes a
         failed trial without parameters, so Optuna's numbers stay ours - 1)."""
         import optuna
         from optuna.trial import TrialState, create_trial
         dists = _distributions(self.sweep)
+        attrs = attrs or {}
         by_number = {t.number: t for t in trials}
         for n in range(1, max(by_number, default=0) + 1):
             t = by_number.get(n)
@@ -144,6 +173,8 @@ class ServerSearch(Search):
             inter = {e["eval"]: e.get(self.metric) for e in t.evals
                      if e.get(self.metric) is not None and math.isfinite(e[self.metric])}
             params = {"params": enc, "distributions": {p: dists[p] for p in enc}} if fits else {}
+            if attrs.get(n):                # ASHA's rungs, so competitors survive a rebuild
+                params["system_attrs"] = attrs[n]
             if t.status in ("queued", "running"):
                 frozen = create_trial(state=TrialState.RUNNING, intermediate_values=inter,
                                       **params)
@@ -256,6 +287,7 @@ class SweepState:
     def trial_out(self, n: int) -> dict:
         d = self.trial_data(n)
         d.pop("stop_requested", None)
+        d.pop("rungs", None)
         return d
 
     def active(self) -> list[Trial]:
@@ -342,7 +374,8 @@ class SweepService:
         """The domain Sweep with a search rebuilt from ``trials`` (none for a new sweep)."""
         sw = Sweep(st.norm, emit=lambda e: None)
         sw.search = ServerSearch(st.norm, st.budget)
-        sw.search.restore(trials, requeues)
+        sw.search.restore(trials, requeues, {n: x["rungs"] for n, x in st.extra.items()
+                                             if x.get("rungs")})
         for t in trials:
             sw.trials[t.number] = t
         sw._emit = lambda e, st=st: self._on_sweep_event(st, e)   # noqa: SLF001
@@ -372,7 +405,7 @@ class SweepService:
             if d.get("run_id"):
                 st.run_ids[n] = d["run_id"]
             st.extra[n] = {k: d[k] for k in ("requeue_of", "requeued_as", "created_at",
-                                               "finished_at") if d.get(k) is not None}
+                                               "finished_at", "rungs") if d.get(k) is not None}
         known = {t.number for t in trials}
         for run in self.manager.runs.values():   # a trial whose row a crash lost
             if run.sweep_id == st.id and run.trial not in known:
@@ -570,6 +603,8 @@ class SweepService:
                                 for err in e.errors]) from None
         st.raw, st.norm, st.budget = raw, norm, budget
         old = st.sweep
+        for n in old.trials:
+            self._keep_rungs(st, n)
         trials_now = [old.trials[n] for n in sorted(old.trials)]
         requeues = {n for n, x in st.extra.items() if x.get("requeue_of")}
         self._make_sweep(st, trials_now, requeues)
@@ -733,12 +768,19 @@ class SweepService:
                 st.dirty.add(n)
         st.elog.add(event)
 
+    @staticmethod
+    def _keep_rungs(st: SweepState, n: int) -> None:
+        rungs = st.sweep.search.rungs(n) if hasattr(st.sweep.search, "rungs") else {}
+        if rungs:
+            st.extra.setdefault(n, {})["rungs"] = rungs
+
     def _on_sweep_event(self, st: SweepState, event: dict) -> None:
         """An event of the domain ``Sweep`` (trial_started, trial_eval, trial_pruning,
         trial_finished)."""
         event.pop("sweep", None)         # the sweep's name: the stream carries sweep_id
         if event["type"] == "trial_finished":
             st.extra.setdefault(event["number"], {})["finished_at"] = time.time()
+            self._keep_rungs(st, event["number"])
         self._emit(st, event)
         if event["type"] == "trial_eval":
             st.elog.write_soon()
@@ -760,6 +802,18 @@ class SweepService:
         return (st, t) if t is not None else None
 
     def run_event(self, run: Run, event: dict) -> None:
+        with _contained("run_event", run):
+            self._run_event(run, event)
+
+    def run_status(self, run: Run) -> None:
+        with _contained("run_status", run):
+            self._run_status(run)
+
+    def run_deleted(self, run: Run) -> None:
+        with _contained("run_deleted", run):
+            self._run_deleted(run)
+
+    def _run_event(self, run: Run, event: dict) -> None:
         found = self._lookup(run)
         if found is None:
             return
@@ -779,7 +833,7 @@ class SweepService:
             reason = (t.pruned_reason or {}).get("message", "")
             self.manager.request_stop(run, f"pruned by sweep {st.name}: {reason}")
 
-    def run_status(self, run: Run) -> None:
+    def _run_status(self, run: Run) -> None:
         found = self._lookup(run)
         if found is None:
             return
@@ -800,7 +854,7 @@ class SweepService:
         if run.status in TERMINAL:
             self._pump_later(st)
 
-    def run_deleted(self, run: Run) -> None:
+    def _run_deleted(self, run: Run) -> None:
         found = self._lookup(run)
         if found is None:
             return
@@ -816,6 +870,16 @@ class SweepService:
         st.dirty.add(t.number)
         st.elog.write()
         self._pump_later(st)
+
+
+@contextlib.contextmanager
+def _contained(hook: str, run: Run):
+    """A fault in a sweep's bookkeeping is logged; it never breaks the run's own lifecycle
+    (these hooks run inside the manager's event handling)."""
+    try:
+        yield
+    except Exception:      # noqa: BLE001
+        log.exception("sweep %s: %s of run %s failed", run.sweep_id, hook, run.id)
 
 
 # ---------------------------------------------------------------------------------- checks

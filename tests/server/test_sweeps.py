@@ -362,3 +362,38 @@ def test_a_data_folder_from_before_sweeps_is_migrated(make_server, tmp_path):
         assert api.get("/api/sweeps").json() == {"sweeps": []}
         sid = post(api, {**GRID, "parameters": {"train.lr": {"values": [0.1]}}})["id"]
         wait_sweep(api, sid, "finished")
+
+
+# ------------------------------------------------------------------------------ the rebuild
+
+
+def test_a_rebuilt_study_keeps_asha_rungs_and_grid_points_tried():
+    """In process: what a restart or an extend does to the study (ServerSearch.restore)."""
+    from server.sweep.core import Trial
+    from server.sweep.spec import validate_sweep
+    from server.sweeps import ServerSearch
+    norm = validate_sweep({"base": TINY, "method": "random", "max_trials": 6,
+                           "parameters": {"train.lr": {"min": 0.01, "max": 0.1}},
+                           "early_stopping": {"type": "asha", "evals": 4}})
+    first, done = ServerSearch(norm, 6), []
+    for value in (0.1, 0.2, 0.3):
+        p = first.ask()
+        assert first.report(p.number, 1, value) is None
+        first.tell(p.number, "completed", value)
+        done.append(Trial(p.number, p.params, status="completed", objective=value,
+                          evals=[{"eval": 1, "test_accuracy": value}]))
+    again = ServerSearch(norm, 6)
+    again.restore(done, set(), {t.number: first.rungs(t.number) for t in done})
+    assert again.remaining == 3
+    p = again.ask()
+    assert p.number == 4
+    why = again.report(4, 1, 0.05)           # below the three restored trials' rung
+    assert why is not None and why["compared"] == 4 and why["threshold"] == pytest.approx(0.3)
+
+    grid = validate_sweep(GRID)
+    search = ServerSearch(grid, 4)
+    search.restore([Trial(1, {"train.lr": 0.05, "train.batch_size": 32}, status="completed",
+                          objective=0.5)], set())
+    proposed = [search.ask().params for _ in range(3)]
+    assert search.ask() is None
+    assert {"train.lr": 0.05, "train.batch_size": 32} not in proposed and len(proposed) == 3
