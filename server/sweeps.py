@@ -612,8 +612,8 @@ class SweepService:
         self._emit(st, {"type": "sweep_extended", "trials": trials,
                         "parameters": parameters or {}, "budget": budget,
                         "sweep": public(norm)})
-        if st.status in ("finished", "stopped"):
-            self._set_status(st, "running", None)
+        if st.status in ("finished", "stopped", "interrupted"):
+            self._set_status(st, "running", None)   # interrupted trials wait for resume
         else:
             st.elog.write()
         self._pump(st)
