@@ -848,7 +848,8 @@ class SweepService:
                 self._emit(st, {"type": "trial_finished", **t.row()})
                 st.elog.write()
             elif t.status == "queued":
-                st.sweep._finish(t, "stopped", reason=run.error or "stopped before it started")  # noqa
+                st.sweep._finish(t, "stopped",  # noqa: SLF001
+                                 reason=run.error or "stopped before it started")
             else:
                 st.sweep.ended(t.number, run.error)
         if run.status in TERMINAL:
