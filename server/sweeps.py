@@ -52,6 +52,7 @@ log = logging.getLogger("backprop_lab.sweeps")
 SWEEP_ID_PREFIX = "s-"
 #: a running trial's ``trial_progress`` (step, loss) goes on the sweep stream at most this often
 PROGRESS_SECONDS = 1.0
+RESUME_HINT = "POST /api/sweeps/{id}/resume re-queues its interrupted trials and goes on"
 SWEEPS_CHANNEL = "sweeps"
 SWEEP_STATUSES = ("running", "stopping", "finished", "stopped", "interrupted", "failed")
 SWEEP_DONE = ("finished", "stopped", "failed")      # the stream closes (until extend/resume)
@@ -357,7 +358,8 @@ class SweepService:
         self.closing = True
         for st in self.sweeps.values():
             if st.status in ("running", "stopping"):
-                self._set_status(st, "interrupted", "the server shut down while this sweep ran")
+                self._set_status(st, "interrupted", "the server shut down while this sweep "
+                                 f"ran; {RESUME_HINT}")
 
     def flush(self) -> None:
         for st in self.sweeps.values():
@@ -438,8 +440,7 @@ class SweepService:
                 self._finish(st, "stopped")
             elif interrupted:
                 self._set_status(st, "interrupted", "the server stopped while this sweep was "
-                                 "running; POST /api/sweeps/{id}/resume re-queues its "
-                                 "interrupted trials and goes on")
+                                 f"running; {RESUME_HINT}")
             else:
                 self._finish(st, "finished")
         st.elog.write()

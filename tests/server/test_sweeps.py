@@ -325,6 +325,25 @@ def test_kill_9_mid_sweep_keeps_finished_trials_and_reruns_none(make_server):
     api.close()
 
 
+def test_a_clean_shutdown_mid_sweep_interrupts_it(make_server):
+    import signal
+    s = make_server(max_workers=2).start()
+    api = s.client()
+    sid = post(api, {"name": "term", "base": long_base(), "method": "grid", "max_parallel": 2,
+                     "parameters": {"train.lr": {"values": [0.01, 0.02, 0.03]}}})["id"]
+    wait_for(lambda: api.get(f"/api/sweeps/{sid}").json()["counts"] == {"running": 2}, 60,
+             "two trials running")
+    api.close()
+    assert s.stop(signal.SIGTERM, timeout=60) in (0, -signal.SIGTERM)   # uvicorn re-raises it
+    s2 = make_server(max_workers=2, data_dir=s.data_dir).start()
+    with s2.client() as api:
+        sweep = api.get(f"/api/sweeps/{sid}").json()
+        assert sweep["status"] == "interrupted" and "resume" in sweep["error"]
+        assert sweep["counts"] == {"interrupted": 2} and sweep["remaining"] == 1
+        assert all("shut down" in t["reason"] for t in sweep["trials"])
+        assert all(r["status"] == "interrupted" for r in api.get("/api/runs").json()["runs"])
+
+
 # ------------------------------------------------------------------------------ migration
 
 
