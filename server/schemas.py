@@ -308,6 +308,51 @@ SWEEP_SPEC_DOC = ("The sweep spec (server/API.md, Sweeps): {name?, base: {preset
                   "max_trials?, max_parallel?, seed?, early_stopping?}")
 
 
+def sweep_spec_schema() -> dict:
+    """The sweep spec for /docs. Only documentation: the body is checked by
+    server/sweep/spec.py, which locates every error (a model here would answer with other
+    locs)."""
+    from .sweep.spec import EARLY_STOPPING, MAX_PARALLEL, MAX_TRIALS, METHODS, METRICS
+    value = {"description": "a value of the field at PATH"}
+    param = {"type": "object", "oneOf": [
+        {"title": "values", "required": ["values"], "properties": {
+            "values": {"type": "array", "minItems": 1, "maxItems": 1000, "items": value},
+            "when": {"type": "object", "description": "{PATH: value}: only when another "
+                                                      "parameter has that value"}}},
+        {"title": "range", "required": ["min", "max"], "properties": {
+            "min": {"type": "number"}, "max": {"type": "number"},
+            "log": {"type": "boolean", "default": False},
+            "int": {"type": "boolean", "default": False},
+            "when": {"type": "object"}}}]}
+    early = {"oneOf": [{"title": f"early_stopping {kind}", "type": "object", "required": ["type"],
+                        "properties": {"type": {"const": kind}, **{
+                            k: {"type": "integer", "default": r[1], "minimum": r[2],
+                                "maximum": r[3]} for k, r in rules.items()}}}
+                       for kind, rules in EARLY_STOPPING.items()]}
+    return {"type": "object", "required": ["base", "method", "parameters"],
+            "additionalProperties": False, "description": SWEEP_SPEC_DOC,
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                "base": {"type": "object", "description": "{preset, overrides?} as for POST "
+                                                          "/api/runs, or {model, train, dataset}"},
+                "method": {"enum": list(METHODS)},
+                "parameters": {"type": "object", "minProperties": 1, "maxProperties": 32,
+                               "description": "PATH (train.lr, model.2.units, ...) -> values "
+                                             "or a range", "additionalProperties": param},
+                "objective": {"type": "object", "properties": {
+                    "metric": {"enum": list(METRICS), "default": "test_accuracy"},
+                    "direction": {"enum": ["maximize", "minimize"]}}},
+                "max_trials": {"type": "integer", "minimum": 1, "maximum": MAX_TRIALS},
+                "max_parallel": {"type": "integer", "minimum": 1, "maximum": MAX_PARALLEL,
+                                 "default": 1},
+                "seed": {"type": "integer", "minimum": 0, "maximum": 2 ** 32 - 1, "default": 0},
+                "early_stopping": early},
+            "examples": [{"name": "lr", "method": "grid",
+                          "base": {"preset": "digits8-mlp", "overrides": {"epochs": 1}},
+                          "parameters": {"train.lr": {"values": [0.01, 0.1]}},
+                          "max_parallel": 2}]}
+
+
 class TrialOut(BaseModel):
     number: int
     params: dict[str, Any]

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Response
 from starlette.requests import HTTPConnection
 
-from ..schemas import SWEEP_SPEC_DOC, SweepExtend, SweepList, SweepOut, errors
+from ..schemas import (SWEEP_SPEC_DOC, SweepExtend, SweepList, SweepOut, errors,
+                       sweep_spec_schema)
 from ..sweeps import SweepService, SweepState
 
 router = APIRouter(tags=["sweeps"])
@@ -28,6 +29,8 @@ SweepDep = Annotated[SweepState, Depends(get_sweep)]
 
 @router.post("/api/sweeps", status_code=201, response_model=SweepOut,
              responses=errors(403, 413, 422, 503),
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": sweep_spec_schema()}}}},
              summary="Create a sweep (its first trials are queued at once)")
 async def create_sweep(sweeps: SweepsDep,
                        body: Annotated[dict[str, Any], Body(description=SWEEP_SPEC_DOC)]):
