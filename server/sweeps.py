@@ -59,6 +59,10 @@ SWEEP_DONE = ("finished", "stopped", "failed")      # the stream closes (until e
 TRIAL_STATUSES = ("queued", "running", "completed", "pruned", "diverged", "failed", "stopped",
                   "interrupted")
 TRIAL_DONE = FINAL + ("interrupted",)
+#: every event type on a sweep's stream (server/API.md, "Sweeps", lists each)
+SWEEP_EVENTS = ("sweep_started", "trial_queued", "trial_started", "trial_progress", "trial_eval",
+                "trial_pruning", "trial_finished", "sweep_extended", "sweep_status",
+                "sweep_finished")
 
 
 def new_sweep_id() -> str:

@@ -121,6 +121,23 @@ def test_random_with_a_seed_proposes_the_same_trials(api):
     assert len({t["params"]["train.lr"] for t in first}) == 3
 
 
+def test_every_sweep_event_is_documented_and_emitted():
+    """API.md's list of the sweep stream's events is the service's, and each is emitted."""
+    import re
+    from pathlib import Path
+
+    from server.sweeps import SWEEP_EVENTS
+    root = Path(__file__).resolve().parents[2]
+    doc = (root / "server/API.md").read_text()
+    m = re.search(r"The sweep stream's events:(.*?)`WS /ws/sweeps`:", doc, re.S)
+    assert m, "no list of the sweep stream's events in server/API.md"
+    listed = set(re.findall(r"^`(\w+)`", m.group(1), re.M))
+    assert listed == set(SWEEP_EVENTS)
+    code = (root / "server/sweeps.py").read_text() + (root / "server/sweep/core.py").read_text()
+    for kind in SWEEP_EVENTS:
+        assert f'"type": "{kind}"' in code, kind
+
+
 # ------------------------------------------------------------------------------ bad input
 
 
