@@ -1,4 +1,4 @@
-"""SQLite persistence: one table of runs, one of events, in WAL mode.
+"""SQLite persistence: runs, their events, and sweeps, in WAL mode.
 
 Every write goes through :class:`Store` on the event loop's thread, so the order
 in which events are stored is the order in which they are broadcast, and a
@@ -8,6 +8,14 @@ replay read on that thread sees everything broadcast before it.
          finished_at, last_seq, latest, final, best_test_accuracy, weights_step)
     events(run_id, seq, type, json)   -- primary key (run_id, seq); json is the exact
                                       -- text sent to websocket clients
+    sweeps(id, name, status, error, spec, budget, created_at, finished_at, last_seq)
+    sweep_trials(sweep_id, number, run_id, status, data)   -- data: the trial's row as JSON
+    sweep_events(sweep_id, seq, type, json)                -- like events, for /ws/sweeps/{id}
+
+A trial's run is an ordinary row of ``runs`` with ``sweep_id``, ``trial`` and ``params`` set
+(NULL for other runs). Schema version 2 added those three columns and the sweep tables; an
+older file is migrated in place when opened read-write (``ALTER TABLE ... ADD COLUMN``), and
+read as is when read-only (the missing columns read as NULL).
 """
 from __future__ import annotations
 
@@ -19,7 +27,7 @@ from typing import Any, Iterable
 
 log = logging.getLogger("backprop_lab.db")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -36,7 +44,10 @@ CREATE TABLE IF NOT EXISTS runs (
     latest TEXT,
     final TEXT,
     best_test_accuracy REAL,
-    weights_step INTEGER
+    weights_step INTEGER,
+    sweep_id TEXT,
+    trial INTEGER,
+    params TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
@@ -48,11 +59,41 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_type ON events (run_id, type, seq);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    spec TEXT NOT NULL,
+    budget INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    last_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sweep_trials (
+    sweep_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    run_id TEXT,
+    status TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (sweep_id, number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sweep_events (
+    sweep_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (sweep_id, seq)
+) WITHOUT ROWID;
 """
-JSON_FIELDS = ("config", "summary", "latest", "final")
+#: columns added after version 1: (name, SQL type); NULL for rows written before
+ADDED_RUN_COLUMNS = (("sweep_id", "TEXT"), ("trial", "INTEGER"), ("params", "TEXT"))
+JSON_FIELDS = ("config", "summary", "latest", "final", "params")
 RUN_FIELDS = ("id", "name", "preset", "status", "error", "config", "summary", "created_at",
               "started_at", "finished_at", "last_seq", "latest", "final", "best_test_accuracy",
-              "weights_step")
+              "weights_step", "sweep_id", "trial", "params")
+SWEEP_FIELDS = ("id", "name", "status", "error", "spec", "budget", "created_at", "finished_at",
+                "last_seq")
 
 
 class StoreError(RuntimeError):
@@ -80,8 +121,11 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}PRAGMA user_version={SCHEMA_VERSION};"
-                               "COMMIT;")
+            have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+            added = "".join(f"ALTER TABLE runs ADD COLUMN {name} {kind};"
+                            for name, kind in ADDED_RUN_COLUMNS if have and name not in have)
+            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{added}"
+                               f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
             self.conn = conn
             return
         except (sqlite3.Error, OSError) as e:
@@ -162,7 +206,9 @@ class Store:
     # ------------------------------------------------------------ reads
 
     def all_runs(self) -> list[dict]:
-        cur = self.conn.execute(f"SELECT {', '.join(RUN_FIELDS)} FROM runs ORDER BY created_at")
+        have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+        cols = [f if f in have else f"NULL AS {f}" for f in RUN_FIELDS]   # an older file, read-only
+        cur = self.conn.execute(f"SELECT {', '.join(cols)} FROM runs ORDER BY created_at")
         out = []
         for row in cur.fetchall():
             d = dict(zip(RUN_FIELDS, row))
@@ -176,6 +222,74 @@ class Store:
         return self.conn.execute(
             "SELECT seq, json FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (run_id, after_seq, limit)).fetchall()
+
+    def events_of_type(self, run_id: str, kind: str) -> list[dict]:
+        """A run's stored events of one type, oldest first, decoded."""
+        return [json.loads(j) for (j,) in self.conn.execute(
+            "SELECT json FROM events WHERE run_id = ? AND type = ? ORDER BY seq",
+            (run_id, kind)).fetchall()]
+
+    # ------------------------------------------------------------ sweeps
+
+    def _has_sweeps(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sweeps'").fetchone() \
+            is not None
+
+    def insert_sweep(self, sweep: dict, events: list[tuple[int, str, str]]) -> None:
+        row = {k: sweep.get(k) for k in SWEEP_FIELDS}
+        row["spec"] = json.dumps(row["spec"], allow_nan=False)
+        self._write([(f"INSERT INTO sweeps ({', '.join(row)}) VALUES "
+                      f"({', '.join('?' for _ in row)})", tuple(row.values())),
+                     ("INSERT INTO sweep_events (sweep_id, seq, type, json) VALUES (?, ?, ?, ?)",
+                      [(sweep["id"], s, t, j) for s, t, j in events])])
+
+    def append_sweep(self, updates: dict[str, tuple[dict, list[tuple[int, str, str]]]],
+                     trials: list[tuple[str, int, str | None, str, dict]] = ()) -> None:
+        """One transaction: for each sweep id its changed fields and new events, and
+        ``(sweep_id, number, run_id, status, data)`` trial rows to insert or replace."""
+        stmts: list[tuple[str, Any]] = []
+        for sweep_id, (fields, events) in updates.items():
+            if events:
+                stmts.append(("INSERT INTO sweep_events (sweep_id, seq, type, json) "
+                              "VALUES (?, ?, ?, ?)", [(sweep_id, s, t, j) for s, t, j in events]))
+            if fields:
+                row = {k: (json.dumps(v, allow_nan=False) if k == "spec" else v)
+                       for k, v in fields.items()}
+                sets = ", ".join(f"{k} = ?" for k in row)
+                stmts.append((f"UPDATE sweeps SET {sets} WHERE id = ?", (*row.values(), sweep_id)))
+        if trials:
+            stmts.append(("INSERT OR REPLACE INTO sweep_trials (sweep_id, number, run_id, status, "
+                          "data) VALUES (?, ?, ?, ?, ?)",
+                          [(s, n, r, st, json.dumps(d, allow_nan=False))
+                           for s, n, r, st, d in trials]))
+        if stmts:
+            self._write(stmts)
+
+    def delete_sweep(self, sweep_id: str) -> None:
+        self._write([("DELETE FROM sweep_events WHERE sweep_id = ?", (sweep_id,)),
+                     ("DELETE FROM sweep_trials WHERE sweep_id = ?", (sweep_id,)),
+                     ("DELETE FROM sweeps WHERE id = ?", (sweep_id,))])
+
+    def all_sweeps(self) -> list[dict]:
+        """Every sweep with its trial rows (``trials``: ``{number: data}``), oldest first."""
+        if not self._has_sweeps():
+            return []
+        out = []
+        for row in self.conn.execute(f"SELECT {', '.join(SWEEP_FIELDS)} FROM sweeps "
+                                     "ORDER BY created_at").fetchall():
+            d = dict(zip(SWEEP_FIELDS, row))
+            d["spec"] = json.loads(d["spec"])
+            d["trials"] = {n: json.loads(data) for n, data in self.conn.execute(
+                "SELECT number, data FROM sweep_trials WHERE sweep_id = ? ORDER BY number",
+                (d["id"],)).fetchall()}
+            out.append(d)
+        return out
+
+    def sweep_events_after(self, sweep_id: str, after_seq: int,
+                           limit: int = 500) -> list[tuple[int, str]]:
+        return self.conn.execute(
+            "SELECT seq, json FROM sweep_events WHERE sweep_id = ? AND seq > ? ORDER BY seq "
+            "LIMIT ?", (sweep_id, after_seq, limit)).fetchall()
 
     def count_events(self, run_id: str) -> int:
         return self.conn.execute("SELECT count(*) FROM events WHERE run_id = ?",

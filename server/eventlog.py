@@ -58,8 +58,10 @@ class EventLog:
                  *, snapshot_live_interval: float = 0.25, snapshot_store_interval: float = 5.0,
                  on_written: Callable[[int], None] | None = None,
                  on_failure: Callable[[str], None] | None = None,
-                 store_seconds: float = STORE_SECONDS, clock: Callable[[], float] = time.monotonic):
+                 store_seconds: float = STORE_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 id_key: str = "run_id"):
         self.run_id = run_id
+        self.id_key = id_key         # the stream's id in each event ("sweep_id" on a sweep's)
         self.store = store
         self.broadcaster = broadcaster
         self.last_seq = last_seq
@@ -155,13 +157,13 @@ class EventLog:
         for ev, stored in held:
             if stored:
                 seq += 1
-                ev["seq"], ev["run_id"] = seq, self.run_id
+                ev["seq"], ev[self.id_key] = seq, self.run_id
                 text = dumps(ev)
                 rows.append((seq, ev["type"], text))
                 out.append(Message(seq, ev["type"], text))
             else:
                 out.append(Message(seq, ev["type"], dumps(
-                    {**ev, "seq": seq, "run_id": self.run_id, "transient": True}), True))
+                    {**ev, "seq": seq, self.id_key: self.run_id, "transient": True}), True))
         if rows:
             fields["last_seq"] = seq
         try:
@@ -178,7 +180,7 @@ class EventLog:
 
     def publish_transient(self, event: dict) -> None:
         """Publish ``event`` now, unstored, with the newest stored seq (e.g. why it failed)."""
-        msg = {**event, "seq": self.last_seq, "run_id": self.run_id, "transient": True}
+        msg = {**event, "seq": self.last_seq, self.id_key: self.run_id, "transient": True}
         self.broadcaster.publish(self.run_id, Message(self.last_seq, event["type"], dumps(msg),
                                                       True))
 

@@ -23,10 +23,11 @@ from .broadcast import Broadcaster
 from .db import Store
 from .inference import ModelCache
 from .manager import RunManager
-from .routes import datasets, gradcheck, models, pages, presets, runs, spec, ws
+from .routes import datasets, gradcheck, models, pages, presets, runs, spec, sweeps, ws
 from .schemas import GUARD
 from .security import GuardMiddleware
 from .settings import Settings
+from .sweeps import InvalidSweep, SweepConflict, SweepError, SweepNotFound, SweepService
 
 log = logging.getLogger("backprop_lab")
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -103,19 +104,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         manager = RunManager(settings, store, Broadcaster(settings.client_queue_size))
         app.state.manager = manager
         manager.open()
+        service = SweepService(manager)
+        app.state.sweeps = service
+        service.open()
         log.info("data in %s; up to %d workers", settings.data_dir.resolve(),
                  settings.max_workers)
         try:
             yield
         finally:
+            service.close()               # no new trial; running sweeps become interrupted
             await manager.close()
+            service.flush()
             store.close()
             log.info("all workers stopped")
 
     app = FastAPI(title="Backprop Lab", version=VERSION, lifespan=lifespan, responses=GUARD,
                   description="Train small NumPy networks in worker processes and watch them "
                               "learn. Contract: server/API.md. Streams: `WS /ws/runs/{id}"
-                              "?after_seq=N` and `WS /ws/runs`.")
+                              "?after_seq=N`, `WS /ws/runs`, `WS /ws/sweeps/{id}?after_seq=N` "
+                              "and `WS /ws/sweeps`.")
     app.state.settings = settings
     app.state.models = ModelCache()
     web = find_web_dir(settings)
@@ -124,7 +131,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if (web / "static").is_dir():    # else /static/... is a 404, not a 500 per request
         app.mount("/static", static_app(web / "static"), name="static")
     errors.install(app)
-    for module in (runs, models, presets, datasets, gradcheck, spec, ws, pages):
+
+    @app.exception_handler(SweepError)
+    async def _sweep_error(request, exc: SweepError):
+        if isinstance(exc, InvalidSweep):
+            return errors.error_response(422, exc.errors)
+        status = 404 if isinstance(exc, SweepNotFound) else 409 if isinstance(
+            exc, SweepConflict) else 400
+        return errors.error_response(status, [{"loc": ["path", "sweep_id"], "msg": str(exc)}])
+
+    for module in (runs, sweeps, models, presets, datasets, gradcheck, spec, ws, pages):
         app.include_router(module.router)
     app.add_middleware(GuardMiddleware, settings=settings)
     app.openapi = lambda: openapi_document(app)

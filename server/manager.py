@@ -102,6 +102,9 @@ class Run:
     final: dict | None = None
     best_test_accuracy: float | None = None
     weights_step: int | None = None
+    sweep_id: str | None = None           # a sweep's trial: its sweep, number and values
+    trial: int | None = None
+    params: dict | None = None
     # not stored
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     feed_at: float = 0.0                  # the last `latest` sent on the runs feed
@@ -113,7 +116,7 @@ class Run:
         return {k: getattr(self, k) for k in (
             "id", "name", "preset", "status", "error", "config", "summary", "created_at",
             "started_at", "finished_at", "last_seq", "latest", "final", "best_test_accuracy",
-            "weights_step")}
+            "weights_step", "sweep_id", "trial", "params")}
 
 
 class RunManager:
@@ -129,6 +132,10 @@ class RunManager:
                                settings.heartbeat_timeout_seconds, settings.checkpoint_seconds,
                                settings.shutdown_grace_seconds, self._on_messages, self._on_exit)
         self.closing = False
+        #: the sweeps (server/sweeps.py) hear of their trials' runs: ``run_event(run, event)``
+        #: for each engine event stored, ``run_status(run)`` after each state change,
+        #: ``run_deleted(run)``
+        self.observer = None
 
     def _add(self, run: Run) -> None:
         self.runs[run.id] = run
@@ -228,6 +235,8 @@ class RunManager:
             self.broadcaster.close_channel(run.id, f"run {status}", 1000)
         self._feed("run_updated", run)
         run.changed.set()
+        if run.sweep_id is not None and self.observer is not None:
+            self.observer.run_status(run)
 
     def _feed(self, kind: str, run: Run) -> None:
         """The runs feed (WS /ws/runs): creations, state changes, deletions, `latest`."""
@@ -237,11 +246,15 @@ class RunManager:
 
     # ------------------------------------------------------------ commands
 
-    def create(self, config: dict, summary: dict, preset: str | None) -> Run:
+    def create(self, config: dict, summary: dict, preset: str | None,
+               trial: tuple[str, int, dict] | None = None) -> Run:
+        """A queued run; ``trial``: ``(sweep_id, number, params)`` for a sweep's trial."""
         if self.store.read_only:
             raise StorageUnavailable(f"runs cannot be created: {self.store.read_only}")
         run = Run(id=new_run_id(), name=config.get("name") or preset or "run", preset=preset,
                   status="queued", config=config, summary=summary, created_at=time.time())
+        if trial is not None:
+            run.sweep_id, run.trial, run.params = trial
         while run.id in self.runs:   # pragma: no cover - 40 random bits
             run.id = new_run_id()
         ev = self._status_event(run)
@@ -290,6 +303,15 @@ class RunManager:
             self.pool.send(run.id, {"cmd": "stop"})
             await self._wait(run, TERMINAL)
         return run      # already finished: stopping again is harmless
+
+    def request_stop(self, run: Run, why: str) -> None:
+        """Stop ``run`` without waiting (a sweep prunes it): the normal stop command, and
+        ``why`` as the run's ``error`` so its row says who stopped it."""
+        if run.status == "queued":
+            self._set_status(run, "stopped", why)
+        elif run.status in ("running", "paused"):
+            run.error = why
+            self.pool.send(run.id, {"cmd": "stop"})
 
     async def pause(self, run: Run) -> Run:
         if run.status == "running":
@@ -342,6 +364,8 @@ class RunManager:
         self.broadcaster.close_channel(run.id, "run deleted", 1000, drain=False)
         self._feed("run_deleted", run)
         run.changed.set()
+        if run.sweep_id is not None and self.observer is not None:
+            self.observer.run_deleted(run)
         self._schedule()
 
     # ------------------------------------------------------------ from the workers
@@ -397,6 +421,9 @@ class RunManager:
                 new_status = (e.get("status", "completed"), run.error
                               if e.get("status") == "diverged" else None)
             elog.add(e)
+            if run.sweep_id is not None and self.observer is not None and t in (
+                    "progress", "eval", "diverged", "run_finished"):
+                self.observer.run_event(run, e)
             if new_status is not None:
                 # the state change is stored right after the engine event that caused it
                 elog.update(fields)

@@ -279,10 +279,127 @@ class RunOut(BaseModel):
     final: dict[str, Any] | None
     best_test_accuracy: float | None
     weights_step: int | None = Field(None, description="training step of the saved weights")
+    sweep_id: str | None = Field(None, description="a sweep's trial: its sweep (else null)")
+    trial: int | None = Field(None, description="a sweep's trial: its number, from 1")
+    params: dict[str, Any] | None = Field(None, description="a sweep's trial: its values, "
+                                                            "by dotted path (train.lr)")
 
 
 class RunList(BaseModel):
     runs: list[RunOut]
+
+
+# ------------------------------------------------------------------------ sweeps
+
+
+class SweepExtend(Strict):
+    """Add trials to the budget and/or narrow parameters (values: a subset; ranges: inside)."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+    trials: int = Field(0, ge=0, le=10_000, description="trials to add to the budget")
+    parameters: dict[str, dict[str, Any]] | None = Field(
+        None, max_length=32, description="{PATH: {values} | {min, max}}: narrower than now")
+
+
+SWEEP_SPEC_DOC = ("The sweep spec (server/API.md, Sweeps): {name?, base: {preset, overrides?} | "
+                  "{model, train, dataset}, method: grid|random|tpe, parameters: {PATH: "
+                  "{values: [...]} | {min, max, log?, int?}, when?: {PATH: value}}, objective?, "
+                  "max_trials?, max_parallel?, seed?, early_stopping?}")
+
+
+def sweep_spec_schema() -> dict:
+    """The sweep spec for /docs. Only documentation: the body is checked by
+    server/sweep/spec.py, which locates every error (a model here would answer with other
+    locs)."""
+    from .sweep.spec import EARLY_STOPPING, MAX_PARALLEL, MAX_TRIALS, METHODS, METRICS
+    value = {"description": "a value of the field at PATH"}
+    param = {"type": "object", "oneOf": [
+        {"title": "values", "required": ["values"], "properties": {
+            "values": {"type": "array", "minItems": 1, "maxItems": 1000, "items": value},
+            "when": {"type": "object", "description": "{PATH: value}: only when another "
+                                                      "parameter has that value"}}},
+        {"title": "range", "required": ["min", "max"], "properties": {
+            "min": {"type": "number"}, "max": {"type": "number"},
+            "log": {"type": "boolean", "default": False},
+            "int": {"type": "boolean", "default": False},
+            "when": {"type": "object"}}}]}
+    early = {"oneOf": [{"title": f"early_stopping {kind}", "type": "object", "required": ["type"],
+                        "properties": {"type": {"const": kind}, **{
+                            k: {"type": "integer", "default": r.default, "minimum": r.min,
+                                "maximum": r.max} for k, r in rules.items()}}}
+                       for kind, rules in EARLY_STOPPING.items()]}
+    return {"type": "object", "required": ["base", "method", "parameters"],
+            "additionalProperties": False, "description": SWEEP_SPEC_DOC,
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                "base": {"type": "object", "description": "{preset, overrides?} as for POST "
+                                                          "/api/runs, or {model, train, dataset}"},
+                "method": {"enum": list(METHODS)},
+                "parameters": {"type": "object", "minProperties": 1, "maxProperties": 32,
+                               "description": "PATH (train.lr, model.2.units, ...) -> values "
+                                             "or a range", "additionalProperties": param},
+                "objective": {"type": "object", "properties": {
+                    "metric": {"enum": list(METRICS), "default": "test_accuracy"},
+                    "direction": {"enum": ["maximize", "minimize"]}}},
+                "max_trials": {"type": "integer", "minimum": 1, "maximum": MAX_TRIALS},
+                "max_parallel": {"type": "integer", "minimum": 1, "maximum": MAX_PARALLEL,
+                                 "default": 1},
+                "seed": {"type": "integer", "minimum": 0, "maximum": 2 ** 32 - 1, "default": 0},
+                "early_stopping": early},
+            "examples": [{"name": "lr", "method": "grid",
+                          "base": {"preset": "digits8-mlp", "overrides": {"epochs": 1}},
+                          "parameters": {"train.lr": {"values": [0.01, 0.1]}},
+                          "max_parallel": 2}]}
+
+
+class TrialOut(BaseModel):
+    number: int
+    params: dict[str, Any]
+    status: Literal["queued", "running", "completed", "pruned", "diverged", "failed", "stopped",
+                    "interrupted"]
+    run_id: str | None = Field(None, description="the trial's run (GET /api/runs/{id})")
+    test_accuracy: float | None = None
+    final_loss: float | None = None
+    objective: float | None = Field(None, description="the objective at the last evaluation")
+    train_seconds: float | None = None
+    steps: int = 0
+    evals: list[dict[str, Any]] = Field(default_factory=list, description="each evaluation: "
+                                        "eval, step, epoch, test/train accuracy and loss")
+    pruned_reason: dict[str, Any] | None = Field(None, description="rule, eval, step, value, "
+                                                 "threshold, compared, message")
+    reason: str | None = Field(None, description="why it diverged, failed, stopped or was "
+                                                 "interrupted")
+    requeue_of: int | None = Field(None, description="the interrupted trial this one re-runs")
+    requeued_as: int | None = Field(None, description="the trial that re-runs this one")
+    created_at: float | None = None
+    finished_at: float | None = None
+
+
+class SweepSummary(BaseModel):
+    id: str
+    name: str
+    status: Literal["running", "stopping", "finished", "stopped", "interrupted", "failed"]
+    error: str | None
+    method: str | None
+    objective: dict[str, Any] | None
+    max_parallel: int | None
+    budget: int = Field(description="trials the sweep may run (not counting re-runs)")
+    remaining: int = Field(description="trials of the budget not started yet")
+    created_at: float
+    finished_at: float | None
+    last_seq: int
+    counts: dict[str, int] = Field(description="trials by status")
+    best: TrialOut | None
+
+
+class SweepOut(SweepSummary):
+    spec: dict[str, Any] = Field(description="the spec as sent (as extended)")
+    sweep: dict[str, Any] | None = Field(description="the spec normalised: defaults filled, "
+                                                     "config = the validated base run config")
+    trials: list[TrialOut]
+
+
+class SweepList(BaseModel):
+    sweeps: list[SweepSummary]
 
 
 class ErrorItem(BaseModel):
@@ -333,8 +450,8 @@ WHY = {
          "is not a number",
     401: "Token missing or wrong (when the server has one)",
     403: "Cross-site Origin",
-    404: "Unknown run",
-    409: "Conflict with the run's state",
+    404: "Unknown run (or sweep)",
+    409: "Conflict with the run's (or sweep's) state",
     413: "Body over the size limit (1 MiB; 64 MiB for weights)",
     422: "Invalid body or parameter: `detail` lists `{loc, msg}` naming each field",
     503: "The data folder cannot be written (read-only, disk full)",

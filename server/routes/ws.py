@@ -1,4 +1,5 @@
-"""Websockets: one run's event stream with replay, and the feed of all runs.
+"""Websockets: one run's (or sweep's) event stream with replay, and the feeds of all runs
+(and sweeps).
 
 ``/ws/runs/{id}?after_seq=N`` replays stored events with ``seq > N`` in chunks, then
 reads the last chunk and subscribes in the same tick of the event loop (no await
@@ -24,6 +25,7 @@ from starlette.websockets import WebSocketDisconnect
 from ..broadcast import FRAME_CHARS, FRAME_EVENTS
 from ..errors import error_body
 from ..manager import RUNS_CHANNEL, TERMINAL, RunManager, is_run_id
+from ..sweeps import SWEEP_DONE, SWEEPS_CHANNEL, is_sweep_id
 
 router = APIRouter()
 log = logging.getLogger("backprop_lab.ws")
@@ -135,18 +137,53 @@ async def run_stream(ws: WebSocket, run_id: str):
     live ones as the broadcaster wakes this client: everything queued since the last frame, at
     most ~40 frames a second (fewer with many clients) however fast the run emits."""
     manager: RunManager = ws.app.state.manager
-    raw = ws.query_params.get("after_seq", "0")
-    after = parse_seq(raw)
+    after = await _after_seq(ws)
     if after is None:
-        return await _deny(ws, 422, ["query", "after_seq"],
-                           "after_seq must be a non-negative integer of at most 18 ASCII "
-                           f"digits, got {raw[:40]!r}")
+        return
     run = manager.runs.get(run_id) if is_run_id(run_id) else None
     if run is None:
         return await _deny(ws, 404, ["path", "run_id"], f"run {run_id[:40]!r} not found")
+    await _stream(ws, manager, run.id, after, "run finished",
+                  lambda cursor: manager.store.events_after(run.id, cursor, REPLAY_CHUNK),
+                  lambda: run.id not in manager.runs,
+                  lambda: run.status in TERMINAL)
+
+
+@router.websocket("/ws/sweeps/{sweep_id}")
+async def sweep_stream(ws: WebSocket, sweep_id: str):
+    """A sweep's events, as a run's: the same frames, replay with ``after_seq``, and close
+    once the sweep has ended (finished, stopped, failed) and everything is sent."""
+    manager: RunManager = ws.app.state.manager
+    sweeps = ws.app.state.sweeps
+    after = await _after_seq(ws)
+    if after is None:
+        return
+    st = sweeps.sweeps.get(sweep_id) if is_sweep_id(sweep_id) else None
+    if st is None:
+        return await _deny(ws, 404, ["path", "sweep_id"], f"sweep {sweep_id[:40]!r} not found")
+    await _stream(ws, manager, st.id, after, "sweep ended",
+                  lambda cursor: manager.store.sweep_events_after(st.id, cursor, REPLAY_CHUNK),
+                  lambda: sweeps.sweeps.get(st.id) is not st,
+                  lambda: st.status in SWEEP_DONE)
+
+
+async def _after_seq(ws: WebSocket) -> int | None:
+    raw = ws.query_params.get("after_seq", "0")
+    after = parse_seq(raw)
+    if after is None:
+        await _deny(ws, 422, ["query", "after_seq"],
+                    "after_seq must be a non-negative integer of at most 18 ASCII "
+                    f"digits, got {raw[:40]!r}")
+    return after
+
+
+async def _stream(ws: WebSocket, manager: RunManager, channel: str, after: int, ended: str,
+                  read, gone, finished_now) -> None:
+    """Replay ``read(cursor)`` (stored ``(seq, text)`` rows after the cursor), then follow the
+    broadcaster's ``channel``; close when ``gone()`` or ``finished_now()`` after the replay."""
     client = _Client(ws, manager)
     await client.start()
-    code, reason = 1000, "run finished"
+    code, reason = 1000, ended
     with contextlib.ExitStack() as stack:
         try:
             client.cursor, sub = after, None
@@ -154,15 +191,15 @@ async def run_stream(ws: WebSocket, run_id: str):
                 # stored events after the cursor, then the live tail: at first, and again
                 # whenever this client falls behind the tail (broadcast.py)
                 while True:
-                    rows = manager.store.events_after(run.id, client.cursor, REPLAY_CHUNK)
-                    if len(rows) < REPLAY_CHUNK or run.id not in manager.runs:
+                    rows = read(client.cursor)
+                    if len(rows) < REPLAY_CHUNK or gone():
                         # no await between this read and joining the live tail
                         if sub is None:
                             sub = client.sub = stack.enter_context(
-                                manager.broadcaster.subscription(run.id))
+                                manager.broadcaster.subscription(channel))
                         else:
                             sub.resync()
-                        finished = run.status in TERMINAL or run.id not in manager.runs
+                        finished = finished_now() or gone()
                         break
                     await _send_rows(client, rows)
                 await _send_rows(client, rows)
@@ -213,6 +250,28 @@ async def runs_feed(ws: WebSocket):
     await client.start()
     code, reason = 1001, "server shutting down"
     with manager.broadcaster.subscription(RUNS_CHANNEL) as sub:
+        client.sub = sub
+        try:
+            while True:
+                msg = await sub.get()
+                if msg is None:
+                    code, reason = sub.close_code, sub.closed or ""
+                    break
+                await client.send(msg.text)
+        except _Gone:
+            pass
+    await client.finish(code, reason)
+
+
+@router.websocket("/ws/sweeps")
+async def sweeps_feed(ws: WebSocket):
+    """``{"type": "sweep_updated", "sweep": summary}`` and ``{"type": "sweep_deleted",
+    "sweep": {"id"}}`` for every sweep."""
+    manager: RunManager = ws.app.state.manager
+    client = _Client(ws, manager)
+    await client.start()
+    code, reason = 1001, "server shutting down"
+    with manager.broadcaster.subscription(SWEEPS_CHANNEL) as sub:
         client.sub = sub
         try:
             while True:
