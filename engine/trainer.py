@@ -35,6 +35,7 @@ class LoopState:
     ``perm``/``pos``: this epoch's shuffled order and the next batch's start; ``smooth`` and
     ``best_smooth``: the loss EMA the loss-driven schedule reads."""
     perm: np.ndarray | None = None
+    perm_state: dict | None = None      # the data RNG's state just before ``perm`` was drawn
     pos: int = 0
     smooth: float | None = None
     best_smooth: float | None = None
@@ -282,6 +283,7 @@ class Trainer:
             else:
                 if (L.perm is None or L.pos >= len(L.perm)
                         or (tr["drop_last"] and L.pos + bs > len(L.perm))):
+                    L.perm_state = self.rng.bit_generator.state
                     L.perm, L.pos = self.rng.permutation(n), 0
                 idx = L.perm[L.pos:L.pos + bs]
                 L.pos += bs
@@ -344,11 +346,9 @@ class Trainer:
         step count, the data order and position, the loss EMA, and every random stream."""
         L = self.loop
         extra = self.optimizer.state_arrays()
-        if L.perm is not None:
-            extra["trainer.perm"] = L.perm
         resume = {"base_lr": self.base_lr, "momentum": self.optimizer.momentum,
                   "weight_decay": self.optimizer.weight_decay, "opt_t": self.optimizer.t,
-                  "pos": L.pos, "smooth": L.smooth, "best_smooth": L.best_smooth,
+                  "perm_state": L.perm_state, "pos": L.pos, "smooth": L.smooth, "best_smooth": L.best_smooth,
                   "first_loss": L.first_loss, "train_seconds": L.train_seconds,
                   "images_seen": L.images_seen, "ips": L.ips,
                   "rng": self.rng.bit_generator.state, "model_rngs": self.model.rng_states()}
@@ -370,8 +370,12 @@ class Trainer:
         self.optimizer.momentum = float(r["momentum"])
         self.optimizer.weight_decay = float(r["weight_decay"])
         self.optimizer.t = int(r["opt_t"])
-        perm = arrays.get("trainer.perm")
-        self.loop = LoopState(perm=None if perm is None else np.array(perm), pos=int(r["pos"]),
+        perm = None
+        if r.get("perm_state") is not None:   # redraw this epoch's order (not stored: 480 KB)
+            g = np.random.default_rng()
+            g.bit_generator.state = r["perm_state"]
+            perm = g.permutation(len(self.data.x_train))
+        self.loop = LoopState(perm=perm, perm_state=r.get("perm_state"), pos=int(r["pos"]),
                               smooth=r["smooth"], best_smooth=r["best_smooth"],
                               first_loss=r["first_loss"], train_seconds=float(r["train_seconds"]),
                               images_seen=int(r["images_seen"]), ips=float(r["ips"]))
