@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -12,6 +13,7 @@ from . import runtime
 from .datasets import DatasetError
 from .presets import PRESETS, apply_overrides, get_preset
 from .spec import SpecError
+from .model import Model
 from .trainer import Trainer
 
 
@@ -20,6 +22,9 @@ def add_train_parser(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", choices=list(PRESETS), help="a preset name (see `presets`)")
     src.add_argument("--config", metavar="FILE.json", help="a run config: {model, train, dataset}")
+    src.add_argument("--resume", metavar="FILE.npz",
+                     help="continue exactly where a --checkpoint left off (its config, weights, "
+                          "optimizer state, data order and random streams)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--iterations", type=int)
     p.add_argument("--lr", type=float, help="learning rate")
@@ -35,7 +40,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="threads per training step (default $BACKPROP_THREADS, else 2); "
                         "the results do not depend on it")
-    p.add_argument("--checkpoint", metavar="FILE.npz", help="save the final weights here")
+    p.add_argument("--checkpoint", metavar="FILE.npz",
+                   help="save the final weights and training state here (also on Ctrl-C, "
+                        "which stops after the current step); --resume continues from it")
     p.add_argument("--json", action="store_true",
                    help="print every event as one JSON line, then a summary line")
     p.set_defaults(func=cmd_train)
@@ -71,7 +78,23 @@ def _bar(step: int, total: int, elapsed: float, loss: float, ips: float) -> str:
 
 
 def cmd_train(args) -> int:
-    if args.preset:
+    resume_meta = None
+    if args.resume:
+        try:
+            spec, _ = Model.read_checkpoint(args.resume)
+            resume_meta = spec["meta"]
+            config = resume_meta["config"]
+            resume_meta["resume"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"error: --resume {args.resume}: not a checkpoint with training state "
+                  f"({type(e).__name__}: {e})", file=sys.stderr)
+            return 2
+        if any(v is not None for v in (args.lr, args.batch_size, args.seed, args.train_limit,
+                                       args.test_limit, args.dataset, args.data_path, args.dtype)):
+            print("error: --resume continues the run as it was; only --epochs or --iterations "
+                  "may be given (to train longer)", file=sys.stderr)
+            return 2
+    elif args.preset:
         config = get_preset(args.preset)
     else:
         try:
@@ -127,11 +150,22 @@ def cmd_train(args) -> int:
     except (SpecError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.resume:
+        try:
+            trainer.load_checkpoint(args.resume)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: --resume {args.resume}: {e}", file=sys.stderr)
+            return 2
+    control = trainer.control
+    try:   # Ctrl-C stops between steps, so the checkpoint holds a consistent state
+        previous = signal.signal(signal.SIGINT, lambda *_: control.stop())
+    except ValueError:   # not the main thread (called from a notebook's worker thread)
+        previous = None
     try:
         done = trainer.run()
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     if args.checkpoint:
         trainer.save_checkpoint(args.checkpoint)
     summary = {"summary": True, "status": done["status"], "steps": done["step"],

@@ -115,6 +115,17 @@ class Resumed(Event):
 
 
 @dataclass
+class Continued(Event):
+    """The run continues from its checkpoint at ``step`` (after a stop, a crash or a restart):
+    the steps after ``step`` that an earlier attempt may have reported are void, and the
+    steps that follow are exactly those an uninterrupted run would have taken."""
+    type: ClassVar[str] = "continued"
+    step: int
+    epoch: int
+    total_steps: int
+
+
+@dataclass
 class Diverged(Event):
     """The run diverged at ``step``; that step's update was not applied.
 
@@ -149,7 +160,8 @@ class RunFinished(Event):
 
 
 EVENT_TYPES = {cls.type: cls for cls in (RunStarted, Progress, Eval, Snapshot, HparamsChanged,
-                                        Paused, Resumed, Diverged, RunFinished)}
+                                        Paused, Resumed, Continued, Diverged,
+                                        RunFinished)}
 
 
 def encode_array(a: np.ndarray) -> dict:

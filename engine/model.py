@@ -226,6 +226,24 @@ class Model:
             self._replicas.append(rep)
         return self._replicas[k - 1]
 
+    def rng_states(self) -> dict:
+        """Every random stream's state (dropout masks of this model and of each shard
+        replica), as JSON-safe ``{"<replica>.<layer index>": bit generator state}``."""
+        out = {}
+        for k, model in enumerate([self] + self._replicas):
+            for layer in model.layers:
+                if getattr(layer, "rng", None) is not None:
+                    out[f"{k}.{layer.index}"] = layer.rng.bit_generator.state
+        return out
+
+    def set_rng_states(self, states: dict) -> None:
+        """Restore what ``rng_states`` returned (replicas are created as needed)."""
+        for key, state in states.items():
+            k, index = (int(v) for v in key.split("."))
+            model = self._replica(k)
+            layer = model.layers[index]
+            layer.rng.bit_generator.state = state
+
     def _shard_step(self, x: np.ndarray, y: np.ndarray, n: int, err: dict):
         """Forward, loss and backward of one shard, with the loss gradient scaled by its
         share ``len(x) / n`` of the batch. Returns ``(loss, output)``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -25,6 +26,23 @@ from .schedules import Schedule
 from .spec import steps_per_epoch, total_steps, validate_config
 
 MUTABLE_HPARAMS = ("lr", "momentum", "weight_decay")
+
+
+@dataclass
+class LoopState:
+    """What the loop carries from step to step besides weights and optimizer state; saved in
+    checkpoints so that a continued run takes exactly the steps the uninterrupted one would.
+    ``perm``/``pos``: this epoch's shuffled order and the next batch's start; ``smooth`` and
+    ``best_smooth``: the loss EMA the loss-driven schedule reads."""
+    perm: np.ndarray | None = None
+    perm_state: dict | None = None      # the data RNG's state just before ``perm`` was drawn
+    pos: int = 0
+    smooth: float | None = None
+    best_smooth: float | None = None
+    first_loss: float | None = None
+    train_seconds: float = 0.0
+    images_seen: int = 0
+    ips: float = 0.0
 
 
 class Control:
@@ -94,6 +112,8 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.status = "created"
+        self.loop = LoopState()
+        self.continued_from: int | None = None   # the step a loaded checkpoint resumes at
 
     # ------------------------------------------------------------ control
 
@@ -234,18 +254,25 @@ class Trainer:
         snap_every = tr["snapshot_interval"]
         self.status = "running"
         wall0 = time.perf_counter()
-        self.emit(ev.RunStarted(config=self.config, summary=self.summary,
-                                total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
-                                train_size=n, test_size=len(d.x_test),
-                                class_names=list(d.class_names)))
+        if self.continued_from is None:
+            self.emit(ev.RunStarted(config=self.config, summary=self.summary,
+                                    total_steps=self.total_steps,
+                                    steps_per_epoch=self.steps_per_epoch,
+                                    train_size=n, test_size=len(d.x_test),
+                                    class_names=list(d.class_names)))
+        else:
+            self.emit(ev.Continued(step=self.step, epoch=self.epoch, total_steps=self.total_steps))
         snap = self.snapshot()
         if snap:
             self.emit(snap)
         last_snap = time.perf_counter()
-        train_s, seen, ips = 0.0, 0, 0.0
-        smooth, best_smooth, first_loss = None, None, None
+        L = self.loop
         last_eval: ev.Eval | None = None
-        status, perm, pos = "completed", None, 0
+        status = "completed"
+        if self.continued_from is not None and self.step % eval_every == 0 and self.step:
+            # a checkpoint written at an eval step may precede that step's eval event
+            last_eval = self.evaluate()
+            self.emit(last_eval)
         while self.step < self.total_steps:
             if not self._poll():
                 status = "stopped"
@@ -254,34 +281,36 @@ class Trainer:
             if tr["sampling"] == "replacement":
                 idx = self.rng.integers(0, n, bs)
             else:
-                if perm is None or pos >= len(perm) or (tr["drop_last"] and pos + bs > len(perm)):
-                    perm, pos = self.rng.permutation(n), 0
-                idx = perm[pos:pos + bs]
-                pos += bs
+                if (L.perm is None or L.pos >= len(L.perm)
+                        or (tr["drop_last"] and L.pos + bs > len(L.perm))):
+                    L.perm_state = self.rng.bit_generator.state
+                    L.perm, L.pos = self.rng.permutation(n), 0
+                idx = L.perm[L.pos:L.pos + bs]
+                L.pos += bs
             xb = d.batch(d.x_train, idx, self.dtype)
             yb = d.y_train[idx]
-            opt.lr = self.schedule(self.step, self.base_lr, best_smooth)
+            opt.lr = self.schedule(self.step, self.base_lr, L.best_smooth)
             model.zero_grad()
             loss, out = model.loss_and_grad(xb, yb)
             gnorm = float(np.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in model.params)))
-            bad = self._divergence(loss, out, gnorm, first_loss)
-            first_loss = loss if first_loss is None else first_loss
+            bad = self._divergence(loss, out, gnorm, L.first_loss)
+            L.first_loss = loss if L.first_loss is None else L.first_loss
             if bad:
                 self.emit(bad)
                 status = "diverged"
                 break
             opt.step(gnorm)
             dt = time.perf_counter() - t0
-            train_s += dt
-            seen += len(idx)
+            L.train_seconds += dt
+            L.images_seen += len(idx)
             self.step += 1
             self.epoch = (self.step - 1) // self.steps_per_epoch + 1  # 1-based, as people count
-            ips = len(idx) / dt if ips == 0 else 0.9 * ips + 0.1 * len(idx) / dt
-            smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
-            best_smooth = smooth if best_smooth is None else min(best_smooth, smooth)
+            L.ips = len(idx) / dt if L.ips == 0 else 0.9 * L.ips + 0.1 * len(idx) / dt
+            L.smooth = loss if L.smooth is None else 0.98 * L.smooth + 0.02 * loss
+            L.best_smooth = L.smooth if L.best_smooth is None else min(L.best_smooth, L.smooth)
             acc = float(np.mean(out.argmax(axis=1) == yb))
             self.emit(ev.Progress(step=self.step, epoch=self.epoch, loss=loss, accuracy=acc,
-                                  lr=opt.lr, images_per_sec=ips, step_ms=dt * 1000,
+                                  lr=opt.lr, images_per_sec=L.ips, step_ms=dt * 1000,
                                   elapsed=time.perf_counter() - wall0))
             if self.step % eval_every == 0 or self.step == self.total_steps:
                 last_eval = self.evaluate()
@@ -300,26 +329,59 @@ class Trainer:
         done = ev.RunFinished(status=status, step=self.step, epoch=self.epoch,
                               test_loss=last_eval.test_loss if last_eval else None,
                               test_accuracy=last_eval.test_accuracy if last_eval else None,
-                              train_seconds=train_s,
-                              images_per_second=seen / train_s if train_s else 0.0,
-                              images_seen=seen, wall_seconds=time.perf_counter() - wall0)
+                              train_seconds=L.train_seconds,
+                              images_per_second=(L.images_seen / L.train_seconds
+                                                 if L.train_seconds else 0.0),
+                              images_seen=L.images_seen, wall_seconds=time.perf_counter() - wall0)
         self.emit(done)
         return done.to_dict()
 
     # ------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self, path) -> None:
-        """Weights, optimizer state and position, as ``.npz`` (no pickle)."""
+        """Weights, optimizer state and the loop's position, as ``.npz`` (no pickle).
+
+        Everything a continued run needs to take exactly the steps this one would have taken:
+        the hyperparameters in effect (live changes included), the optimizer's moments and
+        step count, the data order and position, the loss EMA, and every random stream."""
+        L = self.loop
         extra = self.optimizer.state_arrays()
+        resume = {"base_lr": self.base_lr, "momentum": self.optimizer.momentum,
+                  "weight_decay": self.optimizer.weight_decay, "opt_t": self.optimizer.t,
+                  "perm_state": L.perm_state, "pos": L.pos, "smooth": L.smooth, "best_smooth": L.best_smooth,
+                  "first_loss": L.first_loss, "train_seconds": L.train_seconds,
+                  "images_seen": L.images_seen, "ips": L.ips,
+                  "rng": self.rng.bit_generator.state, "model_rngs": self.model.rng_states()}
         self.model.save(path, extra=extra, meta={"step": self.step, "epoch": self.epoch,
-                                                 "config": self.config})
+                                                 "config": self.config, "resume": resume})
 
     def load_checkpoint(self, path) -> None:
+        """Load weights and optimizer state; when the checkpoint has the loop's position
+        (``resume`` in its meta), also that, so that ``run()`` continues exactly."""
         spec, arrays = Model.read_checkpoint(path)
         self.model.load_state_arrays(arrays)
         self.optimizer.load_state_arrays({k: v for k, v in arrays.items() if k.startswith("opt.")})
         meta = spec.get("meta", {})
         self.step, self.epoch = int(meta.get("step", 0)), int(meta.get("epoch", 0))
+        r = meta.get("resume")
+        if not r:
+            return
+        self.base_lr = float(r["base_lr"])
+        self.optimizer.momentum = float(r["momentum"])
+        self.optimizer.weight_decay = float(r["weight_decay"])
+        self.optimizer.t = int(r["opt_t"])
+        perm = None
+        if r.get("perm_state") is not None:   # redraw this epoch's order (not stored: 480 KB)
+            g = np.random.default_rng()
+            g.bit_generator.state = r["perm_state"]
+            perm = g.permutation(len(self.data.x_train))
+        self.loop = LoopState(perm=perm, perm_state=r.get("perm_state"), pos=int(r["pos"]),
+                              smooth=r["smooth"], best_smooth=r["best_smooth"],
+                              first_loss=r["first_loss"], train_seconds=float(r["train_seconds"]),
+                              images_seen=int(r["images_seen"]), ips=float(r["ips"]))
+        self.rng.bit_generator.state = r["rng"]
+        self.model.set_rng_states(r["model_rngs"])
+        self.continued_from = self.step
 
 
 def train(config: dict, emit: Callable[[ev.Event], None] | None = None, **kw) -> dict:

@@ -65,6 +65,7 @@ export function initialRunState(runId, run = null) {
     markers: [],            // [{step, changes, previous}] from hparams_changed
     hparams: null,          // current {lr, momentum, weight_decay}
     pauses: [],             // [{step, type: "paused"|"resumed"}]
+    continuations: [],      // [{step}] from continued: the run went on from its checkpoint
     diverged: null,
     finished: null,
     ...wreckState(),
@@ -85,6 +86,11 @@ export function withRunInfo(state, run) {
   }
   state.rev++;
   return state;
+}
+
+function dropLastEval(e) {
+  for (const k of ["step", "trainLoss", "trainAccuracy", "testLoss", "testAccuracy"]) e[k].pop();
+  e.n--;
 }
 
 export function reduceRun(state, ev) {
@@ -124,6 +130,7 @@ export function reduceRun(state, ev) {
     }
     case "eval": {
       const e = state.evals;
+      if (e.n && e.step[e.n - 1] === ev.step) dropLastEval(e);  // re-evaluated on continue
       e.step.push(ev.step);
       e.trainLoss.push(ev.train_loss);
       e.trainAccuracy.push(ev.train_accuracy);
@@ -168,6 +175,21 @@ export function reduceRun(state, ev) {
       state.pauses = [...state.pauses, { step: ev.step, type: "resumed" }];
       if (!isTerminal(state.status)) state.status = "running";
       break;
+    case "continued": {
+      // Steps after the checkpoint that an interrupted attempt reported are void.
+      const p = state.progress;
+      let n = p.n;
+      while (n > 0 && p.step.get(n - 1) > ev.step) n--;
+      for (const c of [p.step, p.loss, p.accuracy, p.lr]) c.n = n;
+      p.n = n;
+      while (state.evals.n && state.evals.step[state.evals.n - 1] > ev.step) dropLastEval(state.evals);
+      state.totalSteps = ev.total_steps;
+      state.continuations = [...state.continuations, { step: ev.step }];
+      state.finished = null;
+      state.diverged = null;
+      state.status = "running";
+      break;
+    }
     case "diverged":
       state.diverged = ev;
       state.status = "diverged";

@@ -84,3 +84,41 @@ def test_threads_must_be_positive():
     p = run("train", "--preset", "mlp", "--iterations", "1", "--threads", "0")
     assert p.returncode == 2
     assert "--threads" in p.stderr and "at least 1" in p.stderr
+
+
+def test_ctrl_c_then_resume_continues_exactly(tmp_path):
+    """Ctrl-C stops between steps and --checkpoint keeps the training state; --resume takes
+    exactly the remaining steps of the uninterrupted run (float64, one thread)."""
+    import os
+    import signal
+    args = ["train", "--preset", "mlp", "--epochs", "40", "--train-limit", "640", "--test-limit",
+            "100", "--batch-size", "64", "--seed", "2", "--dtype", "float64", "--threads", "1",
+            "--json"]
+    whole = run(*args)
+    assert whole.returncode == 0, whole.stderr
+    ref = [json.loads(s) for s in whole.stdout.splitlines()[:-1]]
+    ref = [(d["step"], d["loss"]) for d in ref if d["type"] == "progress"]
+    ck = tmp_path / "ck.npz"
+    root = str(__import__("pathlib").Path(__file__).parents[2])
+    p = subprocess.Popen([sys.executable, "-m", "engine", *args, "--checkpoint", str(ck)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root)
+    seen = []
+    for line in p.stdout:          # interrupt once it is well under way
+        d = json.loads(line)
+        seen.append(d)
+        if d.get("type") == "progress" and d["step"] == 50:
+            os.kill(p.pid, signal.SIGINT)
+    assert p.wait(60) == 0
+    first = [(d["step"], d["loss"]) for d in seen if d.get("type") == "progress"]
+    assert seen[-1]["status"] == "stopped" and 50 <= len(first) < len(ref)
+    second = run("train", "--resume", str(ck), "--threads", "1", "--json")
+    assert second.returncode == 0, second.stderr
+    lines = [json.loads(s) for s in second.stdout.splitlines()]
+    assert lines[0]["type"] == "continued" and lines[0]["step"] == len(first)
+    assert lines[-1]["status"] == "completed"
+    assert first + [(d["step"], d["loss"]) for d in lines if d.get("type") == "progress"] == ref
+    bad = run("train", "--resume", str(ck), "--lr", "0.1")
+    assert bad.returncode == 2 and "only --epochs or --iterations" in bad.stderr
+    (tmp_path / "x.npz").write_bytes(b"not a zip")
+    bad = run("train", "--resume", str(tmp_path / "x.npz"))
+    assert bad.returncode == 2 and "--resume" in bad.stderr

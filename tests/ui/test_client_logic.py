@@ -44,6 +44,32 @@ def test_fold_ignores_duplicates_and_replays(mod):
     assert out["hp"] == {"lr": 0.1, "momentum": 0.9, "weight_decay": 0}
 
 
+def test_continued_voids_the_points_after_its_checkpoint(mod):
+    """A worker killed after step 4 with a checkpoint at step 3: the continued run's events
+    replace steps 4.. and its eval at step 3 replaces the one already shown."""
+    start = {"type": "run_started", "seq": 1, "config": {"train": {"lr": 0.1}}, "summary": {},
+             "total_steps": 6, "steps_per_epoch": 3, "train_size": 9, "test_size": 9,
+             "class_names": list("0123456789")}
+    prog = lambda seq, step, loss: {"type": "progress", "seq": seq, "step": step, "epoch": 1,
+                                    "loss": loss, "accuracy": 0.5, "lr": 0.1}
+    ev = lambda seq, step, acc: {"type": "eval", "seq": seq, "step": step, "test_accuracy": acc,
+                                 "test_loss": 1.0, "train_loss": None, "train_accuracy": None}
+    events = [start, prog(2, 1, 9), prog(3, 2, 8), prog(4, 3, 7), ev(5, 3, 0.5), prog(6, 4, 99),
+              {"type": "status", "seq": 7, "status": "interrupted", "error": "worker died"},
+              {"type": "continued", "seq": 8, "step": 3, "epoch": 1, "total_steps": 6},
+              ev(9, 3, 0.5), prog(10, 4, 6), prog(11, 5, 5)]
+    out = mod("reducer.js", """
+        let s = m.initialRunState("r-x");
+        for (const e of args[0]) s = m.reduceRun(s, e);
+        return {steps: Array.from(s.progress.step.view()), loss: Array.from(s.progress.loss.view()),
+                evals: s.evals.step, marks: s.continuations, status: s.status};""", events)
+    assert out["steps"] == [1, 2, 3, 4, 5]
+    assert out["loss"] == [9, 8, 7, 6, 5]
+    assert out["evals"] == [3]
+    assert out["marks"] == [{"step": 3}]
+    assert out["status"] == "running"
+
+
 def test_smoothing_is_tensorboards_debiased_ema(mod):
     rng = np.random.default_rng(0)
     ys = (2 * np.exp(-np.arange(500) / 100) + 0.1 * rng.random(500)).tolist()
