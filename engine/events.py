@@ -41,6 +41,7 @@ class RunStarted(Event):
     train_size: int
     test_size: int
     class_names: list
+    start_step: int = 0          # a fork's first step is start_step + 1 (its parent's step K)
 
 
 @dataclass

@@ -114,6 +114,7 @@ class Trainer:
         self.status = "created"
         self.loop = LoopState()
         self.continued_from: int | None = None   # the step a loaded checkpoint resumes at
+        self.forked_from: int | None = None      # the step a fork starts from
 
     # ------------------------------------------------------------ control
 
@@ -259,7 +260,8 @@ class Trainer:
                                     total_steps=self.total_steps,
                                     steps_per_epoch=self.steps_per_epoch,
                                     train_size=n, test_size=len(d.x_test),
-                                    class_names=list(d.class_names)))
+                                    class_names=list(d.class_names),
+                                    start_step=self.forked_from or 0))
         else:
             self.emit(ev.Continued(step=self.step, epoch=self.epoch, total_steps=self.total_steps))
         snap = self.snapshot()
@@ -351,37 +353,59 @@ class Trainer:
                   "perm_state": L.perm_state, "pos": L.pos, "smooth": L.smooth, "best_smooth": L.best_smooth,
                   "first_loss": L.first_loss, "train_seconds": L.train_seconds,
                   "images_seen": L.images_seen, "ips": L.ips,
-                  "rng": self.rng.bit_generator.state, "model_rngs": self.model.rng_states()}
+                  "train_size": len(self.data.x_train), "rng": self.rng.bit_generator.state, "model_rngs": self.model.rng_states()}
         self.model.save(path, extra=extra, meta={"step": self.step, "epoch": self.epoch,
                                                  "config": self.config, "resume": resume})
 
-    def load_checkpoint(self, path) -> None:
+    def load_checkpoint(self, path, fork: bool = False) -> None:
         """Load weights and optimizer state; when the checkpoint has the loop's position
-        (``resume`` in its meta), also that, so that ``run()`` continues exactly."""
+        (``resume`` in its meta), also that, so that ``run()`` continues exactly.
+
+        ``fork``: start a new run from this checkpoint with this trainer's own config (changed
+        hyperparameters, schedule, length or data subset; the same architecture). The config's
+        hyperparameters replace the checkpoint's; the optimizer state is kept when the optimizer
+        is the same kind, the data order and random streams when the seed and training set are
+        the same, so a fork with nothing changed takes exactly the parent's next steps.
+        ``run()`` then emits ``run_started`` with ``start_step``."""
         spec, arrays = Model.read_checkpoint(path)
-        self.model.load_state_arrays(arrays)
-        self.optimizer.load_state_arrays({k: v for k, v in arrays.items() if k.startswith("opt.")})
         meta = spec.get("meta", {})
+        parent = (meta.get("config") or {}).get("train", {})
+        same_opt = not fork or parent.get("optimizer") == self.config["train"]["optimizer"]
+        self.model.load_state_arrays(arrays)
+        if same_opt:
+            self.optimizer.load_state_arrays({k: v for k, v in arrays.items()
+                                              if k.startswith("opt.")})
         self.step, self.epoch = int(meta.get("step", 0)), int(meta.get("epoch", 0))
         r = meta.get("resume")
+        if fork:
+            self.forked_from = self.step
         if not r:
             return
-        self.base_lr = float(r["base_lr"])
-        self.optimizer.momentum = float(r["momentum"])
-        self.optimizer.weight_decay = float(r["weight_decay"])
-        self.optimizer.t = int(r["opt_t"])
+        if not fork:
+            self.base_lr = float(r["base_lr"])
+            self.optimizer.momentum = float(r["momentum"])
+            self.optimizer.weight_decay = float(r["weight_decay"])
+        if same_opt:
+            self.optimizer.t = int(r["opt_t"])
+        n = len(self.data.x_train)
+        same_data = (r.get("train_size", n) == n
+                     and (not fork or parent.get("seed") == self.config["train"]["seed"]))
         perm = None
-        if r.get("perm_state") is not None:   # redraw this epoch's order (not stored: 480 KB)
+        if same_data and r.get("perm_state") is not None:   # redraw the epoch's order
             g = np.random.default_rng()
             g.bit_generator.state = r["perm_state"]
-            perm = g.permutation(len(self.data.x_train))
-        self.loop = LoopState(perm=perm, perm_state=r.get("perm_state"), pos=int(r["pos"]),
+            perm = g.permutation(n)
+        self.loop = LoopState(perm=perm, perm_state=r.get("perm_state") if perm is not None else None,
+                              pos=int(r["pos"]) if perm is not None else 0,
                               smooth=r["smooth"], best_smooth=r["best_smooth"],
-                              first_loss=r["first_loss"], train_seconds=float(r["train_seconds"]),
-                              images_seen=int(r["images_seen"]), ips=float(r["ips"]))
-        self.rng.bit_generator.state = r["rng"]
-        self.model.set_rng_states(r["model_rngs"])
-        self.continued_from = self.step
+                              first_loss=r["first_loss"],
+                              train_seconds=0.0 if fork else float(r["train_seconds"]),
+                              images_seen=0 if fork else int(r["images_seen"]), ips=float(r["ips"]))
+        if same_data:
+            self.rng.bit_generator.state = r["rng"]
+            self.model.set_rng_states(r["model_rngs"])
+        if not fork:
+            self.continued_from = self.step
 
 
 def train(config: dict, emit: Callable[[ev.Event], None] | None = None, **kw) -> dict:

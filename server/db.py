@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 log = logging.getLogger("backprop_lab.db")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS runs (
     weights_step INTEGER,
     sweep_id TEXT,
     trial INTEGER,
-    params TEXT
+    params TEXT,
+    parent_id TEXT,
+    fork_step INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
@@ -87,11 +89,12 @@ CREATE TABLE IF NOT EXISTS sweep_events (
 ) WITHOUT ROWID;
 """
 #: columns added after version 1: (name, SQL type); NULL for rows written before
-ADDED_RUN_COLUMNS = (("sweep_id", "TEXT"), ("trial", "INTEGER"), ("params", "TEXT"))
+ADDED_RUN_COLUMNS = (("sweep_id", "TEXT"), ("trial", "INTEGER"), ("params", "TEXT"),
+                     ("parent_id", "TEXT"), ("fork_step", "INTEGER"))
 JSON_FIELDS = ("config", "summary", "latest", "final", "params")
 RUN_FIELDS = ("id", "name", "preset", "status", "error", "config", "summary", "created_at",
               "started_at", "finished_at", "last_seq", "latest", "final", "best_test_accuracy",
-              "weights_step", "sweep_id", "trial", "params")
+              "weights_step", "sweep_id", "trial", "params", "parent_id", "fork_step")
 SWEEP_FIELDS = ("id", "name", "status", "error", "spec", "budget", "created_at", "finished_at",
                 "last_seq")
 

@@ -105,7 +105,10 @@ class Run:
     sweep_id: str | None = None           # a sweep's trial: its sweep, number and values
     trial: int | None = None
     params: dict | None = None
+    parent_id: str | None = None          # a fork: the run and the step it started from
+    fork_step: int | None = None
     # not stored
+    start: dict | None = field(default=None, repr=False)   # the worker's start (continue/fork)
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     feed_at: float = 0.0                  # the last `latest` sent on the runs feed
     worker_error: str | None = None
@@ -116,7 +119,7 @@ class Run:
         return {k: getattr(self, k) for k in (
             "id", "name", "preset", "status", "error", "config", "summary", "created_at",
             "started_at", "finished_at", "last_seq", "latest", "final", "best_test_accuracy",
-            "weights_step", "sweep_id", "trial", "params")}
+            "weights_step", "sweep_id", "trial", "params", "parent_id", "fork_step")}
 
 
 class RunManager:
@@ -247,16 +250,28 @@ class RunManager:
     # ------------------------------------------------------------ commands
 
     def create(self, config: dict, summary: dict, preset: str | None,
-               trial: tuple[str, int, dict] | None = None) -> Run:
-        """A queued run; ``trial``: ``(sweep_id, number, params)`` for a sweep's trial."""
+               trial: tuple[str, int, dict] | None = None,
+               fork: tuple[str, int, Path] | None = None) -> Run:
+        """A queued run; ``trial``: ``(sweep_id, number, params)`` for a sweep's trial;
+        ``fork``: ``(parent id, step, checkpoint path)`` for a run forked from a checkpoint."""
         if self.store.read_only:
             raise StorageUnavailable(f"runs cannot be created: {self.store.read_only}")
         run = Run(id=new_run_id(), name=config.get("name") or preset or "run", preset=preset,
                   status="queued", config=config, summary=summary, created_at=time.time())
         if trial is not None:
             run.sweep_id, run.trial, run.params = trial
+        if fork is not None:
+            run.parent_id, run.fork_step, source = fork
         while run.id in self.runs:   # pragma: no cover - 40 random bits
             run.id = new_run_id()
+        if fork is not None:         # its own copy: the parent may be deleted meanwhile
+            own = self.checkpoint_path(run)
+            try:
+                own.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, own)
+            except OSError as e:
+                raise StorageUnavailable(f"the fork's checkpoint could not be copied: {e}") from None
+            run.start = {"mode": "fork", "from": str(own)}
         ev = self._status_event(run)
         ev["seq"], ev["run_id"] = 1, run.id
         try:
@@ -278,7 +293,9 @@ class RunManager:
                 return
             run = min(queued, key=lambda r: r.created_at)
             try:
-                self.pool.start(run.id, run.config, self.checkpoint_path(run))
+                self.pool.start(run.id, run.config, self.checkpoint_path(run), start=run.start,
+                                history_budget=int(self.settings.checkpoint_budget_mb * 2**20))
+                run.start = None
             except OSError as e:
                 self._set_status(run, "failed", f"could not start a worker: {e}")
                 continue
@@ -330,6 +347,61 @@ class RunManager:
             raise RunConflict(run.id, f"run {run.id} is {run.status}; only a paused run can "
                                       "be resumed")
         return run
+
+    async def continue_run(self, run: Run) -> Run:
+        """Queue a stopped, interrupted or failed run to go on from its latest checkpoint,
+        with the same id and event stream (its next event is ``continued``)."""
+        why = {"completed": "it completed; to train it longer, fork it (POST /api/runs/{id}/"
+                            "fork with more epochs)",
+               "diverged": "it diverged; fork it from its last good checkpoint with a lower lr "
+                           "(GET /api/runs/{id}/checkpoints lists them)"}.get(run.status)
+        if run.status in ACTIVE:
+            why = f"it is {run.status}"
+        if why is None and run.sweep_id is not None:
+            why = "it is a sweep's trial; re-queue it from its sweep"
+        source = self.continue_source(run) if why is None else None
+        if why is None and source is None:
+            why = ("it has no checkpoint with its training state at the step the server last "
+                   "heard of (it stopped before the first one, or its weights were uploaded)")
+        if why:
+            raise RunConflict(run.id, f"run {run.id} cannot continue: {why}".replace("{id}", run.id))
+        if self.store.read_only:
+            raise StorageUnavailable(f"runs cannot continue: {self.store.read_only}")
+        deadline = time.monotonic() + self.settings.command_wait_seconds
+        while run.id in self.pool.handles:         # its last worker is still exiting
+            if time.monotonic() > deadline:
+                raise RunConflict(run.id, f"run {run.id} cannot continue yet: its last worker "
+                                          "is still exiting; try again in a moment")
+            await asyncio.sleep(0.05)
+        if run.status in ACTIVE:
+            raise RunConflict(run.id, f"run {run.id} cannot continue: it is {run.status}")
+        run.start = {"mode": "continue", "from": str(source)}
+        run.final, run.finished_at, run.worker_error = None, None, None
+        self.logs[run.id].update({"final": None, "finished_at": None})
+        run.error = None
+        self._set_status(run, "queued", None)
+        self._schedule()
+        return run
+
+    def continue_source(self, run: Run) -> Path | None:
+        """The checkpoint a continued run starts from: the one at ``weights_step``, the last
+        step the server heard of (so no event after it is missing), with training state."""
+        from engine import Model
+
+        from .checkpoints import path_for
+        if run.weights_step is None:
+            return None
+        latest = self.checkpoint_path(run)
+        for path in (latest, latest.with_name(latest.stem + ".prev.npz"),
+                     path_for(latest.parent, run.weights_step)):
+            try:
+                spec, _ = Model.read_checkpoint(path)
+            except (OSError, ValueError, KeyError):
+                continue
+            meta = spec.get("meta", {})
+            if meta.get("step") == run.weights_step and meta.get("resume"):
+                return path
+        return None
 
     def set_hparams(self, run: Run, changes: dict) -> Run:
         """Check the new values with the engine's own rules, then send them to the worker."""
@@ -442,6 +514,8 @@ class RunManager:
 
     def _on_exit(self, h: WorkerHandle, code: int | None) -> None:
         run = self.runs.get(h.run_id)
+        if self.pool.handles.get(h.run_id) is not None:   # a continued run's new worker
+            run = None
         if run is not None and run.status in ("running", "paused"):
             step = (run.latest or {}).get("step", 0)
             if h.shutting_down:

@@ -236,6 +236,31 @@ class HparamsPatch(Strict):
     weight_decay: float | None = None
 
 
+class ForkBody(Strict):
+    """A new run from the parent's checkpoint at ``step`` with changed training settings."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra=not_null)
+    step: int = Field(..., ge=0, le=10**9, description="a step from GET /api/runs/{id}/checkpoints")
+    overrides: Overrides | None = Field(None, description="as for POST /api/runs (lr, epochs, "
+                                                          "schedule, train_limit, ...); not the "
+                                                          "model or the dataset")
+    name: str | None = Field(None, max_length=MAX_NAME)
+
+
+class Checkpoint(BaseModel):
+    step: int
+    epoch: int | None
+    bytes: int
+    test_accuracy: float | None
+    test_loss: float | None
+    best: bool = Field(description="the highest test accuracy among the kept ones")
+
+
+class CheckpointList(BaseModel):
+    checkpoints: list[Checkpoint]
+    budget_bytes: int
+    total_bytes: int
+
+
 class PredictBody(Strict):
     image: Image = Field(..., description="rows of floats in 0..1, the dataset's H x W "
                                           "(28 x 28 for MNIST)")
@@ -283,6 +308,8 @@ class RunOut(BaseModel):
     trial: int | None = Field(None, description="a sweep's trial: its number, from 1")
     params: dict[str, Any] | None = Field(None, description="a sweep's trial: its values, "
                                                             "by dotted path (train.lr)")
+    parent_id: str | None = Field(None, description="a fork: the run it was forked from")
+    fork_step: int | None = Field(None, description="a fork: the parent's step it started from")
 
 
 class RunList(BaseModel):

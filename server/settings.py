@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     heartbeat_timeout_seconds: float = Field(15.0, gt=0,
                                              description="a worker silent this long is killed")
     checkpoint_seconds: float = Field(10.0, gt=0, description="periodic checkpoint interval")
+    checkpoint_budget_mb: float = Field(50.0, ge=0, description="disk kept per run for its "
+                                        "checkpoints through time (one per evaluation, thinned "
+                                        "when over; 0 keeps none)")
     shutdown_grace_seconds: float = Field(3.0, ge=0, le=60)
     command_wait_seconds: float = Field(5.0, ge=0, le=60,
                                         description="how long pause/resume/stop wait to report "

@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
 import threading
 import time
@@ -52,13 +53,33 @@ def _save_checkpoint(trainer, path: Path) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     trainer.save_checkpoint(tmp)
-    os.replace(tmp, path)
+    _replace_keeping_previous(tmp, path)
     return True
 
 
+def _replace_keeping_previous(tmp: Path, path: Path) -> None:
+    """``tmp`` becomes ``path``; the file it replaces stays as ``<name>.prev.npz``: the server
+    may not have heard of the new one yet (a worker killed right after writing it), and a
+    run continues from the checkpoint the server acknowledged (``weights_step``)."""
+    if path.exists():
+        link = path.with_name(path.stem + ".prev.tmp")
+        try:
+            link.unlink(missing_ok=True)
+            os.link(path, link)
+            os.replace(link, path.with_name(path.stem + ".prev.npz"))
+        except OSError:
+            pass
+    os.replace(tmp, path)
+
+
 def worker_main(run_id: str, config: dict, checkpoint: str, events_conn, commands_conn,
-                heartbeat_seconds: float, checkpoint_seconds: float, grace_seconds: float) -> None:
-    """Train one run. Runs in the spawned child; returns when the run ends."""
+                heartbeat_seconds: float, checkpoint_seconds: float, grace_seconds: float,
+                start: dict | None = None, history_budget: int = 0) -> None:
+    """Train one run. Runs in the spawned child; returns when the run ends.
+
+    ``start``: ``{"mode": "continue" | "fork", "from": path}`` to begin from a checkpoint
+    (server/checkpoints.py). ``history_budget``: bytes of checkpoints kept through time (one
+    per evaluation, thinned; 0 keeps none)."""
     for k, v in WORKER_ENV.items():      # already inherited; kept for `python -c` use
         os.environ.setdefault(k, v)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the server, which stops us
@@ -131,11 +152,31 @@ def worker_main(run_id: str, config: dict, checkpoint: str, events_conn, command
     path = Path(checkpoint)
     try:
         trainer = Trainer(config, control=control)
+        if start:
+            trainer.load_checkpoint(start["from"], fork=start["mode"] == "fork")
     except Exception as e:  # noqa: BLE001 - reported to the server as the reason
-        outbox.put({"k": "error", "msg": f"could not start training: {e}"})
+        what = "continue" if start and start["mode"] == "continue" else "start training"
+        outbox.put({"k": "error", "msg": f"could not {what}: {e}"})
         _finish(outbox, send_thread, done)
         return
     last_ckpt = time.monotonic()
+    best = {"acc": None, "step": None}
+
+    def keep_history(step: int, acc) -> None:
+        """The state after ``step`` (an evaluation), kept through time and as the latest."""
+        from .checkpoints import path_for, thin
+        if acc is not None and (best["acc"] is None or acc > best["acc"]):
+            best["acc"], best["step"] = acc, step
+        kept = path_for(path.parent, step)
+        try:
+            if _save_checkpoint(trainer, kept):
+                tmp = path.with_name(path.name + ".tmp")
+                shutil.copyfile(kept, tmp)
+                _replace_keeping_previous(tmp, path)
+                outbox.put({"k": "checkpoint", "step": step})
+            thin(path.parent, history_budget, best["step"])
+        except OSError as e:          # disk full: keep training, say so
+            outbox.put({"k": "warning", "msg": f"checkpoint at step {step} not kept: {e}"})
 
     def emit(event) -> None:
         nonlocal last_ckpt
@@ -145,6 +186,9 @@ def worker_main(run_id: str, config: dict, checkpoint: str, events_conn, command
             if _save_checkpoint(trainer, path):
                 outbox.put({"k": "checkpoint", "step": trainer.step})
         outbox.put({"k": "event", "e": event.to_json_dict(), "ts": time.time()})
+        if event.type == "eval" and history_budget > 0:
+            last_ckpt = time.monotonic()
+            keep_history(event.step, event.test_accuracy)
         if event.type == "progress" and time.monotonic() - last_ckpt >= checkpoint_seconds:
             last_ckpt = time.monotonic()
             if _save_checkpoint(trainer, path):
@@ -231,13 +275,15 @@ class WorkerPool:
     def free_slots(self) -> int:
         return self.max_workers - len(self.handles)
 
-    def start(self, run_id: str, config: dict, checkpoint: Path) -> WorkerHandle:
+    def start(self, run_id: str, config: dict, checkpoint: Path, start: dict | None = None,
+              history_budget: int = 0) -> WorkerHandle:
         ev_read, ev_write = self.ctx.Pipe(duplex=False)
         cmd_read, cmd_write = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(
             target=worker_main, name=f"backprop-lab worker {run_id}", daemon=False,
             args=(run_id, config, str(checkpoint), ev_write, cmd_read, self.heartbeat_seconds,
-                  self.checkpoint_seconds, self.grace_seconds))
+                  self.checkpoint_seconds, self.grace_seconds),
+            kwargs={"start": start, "history_budget": history_budget})
         try:
             proc.start()
         finally:

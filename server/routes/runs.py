@@ -1,4 +1,5 @@
-"""Runs: create, list, get, delete, stop, pause, resume, change hyperparameters."""
+"""Runs: create, list, get, delete, stop, pause, resume, change hyperparameters, continue,
+checkpoints, fork."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
@@ -7,7 +8,9 @@ from engine import PRESETS, SpecError, apply_overrides, get_preset, list_dataset
 
 from ..deps import ManagerDep, RunDep
 from ..errors import ApiError
-from ..schemas import HparamsPatch, RunCreate, RunList, RunOut, errors
+from ..checkpoints import listing, nearest, path_for
+from ..schemas import (CheckpointList, ForkBody, HparamsPatch, RunCreate, RunList, RunOut,
+                       errors)
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 NOT_LIVE = "the run is not running or paused"
@@ -109,3 +112,65 @@ async def resume_run(run: RunDep, manager: ManagerDep):
 async def patch_run(body: HparamsPatch, run: RunDep, manager: ManagerDep):
     changes = body.model_dump(exclude_none=True)
     return manager.set_hparams(run, changes).row()
+
+
+# ---------------------------------------------------------------- continue, checkpoints, fork
+
+FORK_FIXED = {"model": "the architecture cannot change in a fork: start a new run instead",
+              "dataset": "the dataset cannot change in a fork (train_limit can)",
+              "path": "the dataset cannot change in a fork (train_limit can)"}
+
+
+@router.post("/{run_id}/continue", response_model=RunOut,
+             responses=errors(403, 404, 503, e409="the run is running, completed, diverged or "
+                                                   "has no checkpoint to continue from"),
+             summary="Go on from the latest checkpoint, exactly (same id, same stream)")
+async def continue_run(run: RunDep, manager: ManagerDep):
+    return (await manager.continue_run(run)).row()
+
+
+def _checkpoints(run, manager) -> list[dict]:
+    kept = listing(manager.settings.runs_dir / run.id)
+    evals = {e["step"]: e for e in manager.store.events_of_type(run.id, "eval")} if kept else {}
+    rows = [{"step": k.step, "bytes": k.bytes, "epoch": evals.get(k.step, {}).get("epoch"),
+             "test_accuracy": evals.get(k.step, {}).get("test_accuracy"),
+             "test_loss": evals.get(k.step, {}).get("test_loss"), "best": False} for k in kept]
+    scored = [r for r in rows if r["test_accuracy"] is not None]
+    if scored:
+        max(scored, key=lambda r: (r["test_accuracy"], -r["step"]))["best"] = True
+    return rows
+
+
+@router.get("/{run_id}/checkpoints", response_model=CheckpointList, responses=errors(404),
+            summary="The checkpoints kept through time (one per evaluation, thinned)")
+async def list_checkpoints(run: RunDep, manager: ManagerDep):
+    rows = _checkpoints(run, manager)
+    return {"checkpoints": rows, "total_bytes": sum(r["bytes"] for r in rows),
+            "budget_bytes": int(manager.settings.checkpoint_budget_mb * 2**20)}
+
+
+@router.post("/{run_id}/fork", status_code=201, response_model=RunOut,
+             responses=errors(403, 404, 413, 422, 503),
+             summary="A new run from this run's checkpoint at a step, with changed settings")
+async def fork_run(body: ForkBody, run: RunDep, manager: ManagerDep):
+    overrides = dict(body.overrides or {})
+    for key, why in FORK_FIXED.items():
+        if key in overrides:
+            raise ApiError(422, ["body", "overrides", key], f"overrides.{key}: {why}")
+    run_dir = manager.settings.runs_dir / run.id
+    source = path_for(run_dir, body.step)
+    if not source.is_file():
+        near = nearest(run_dir, body.step)
+        hint = (f"the nearest kept is step {near}" if near is not None else
+                "this run has no checkpoints kept through time")
+        raise ApiError(404, ["body", "step"], f"step: no checkpoint at step {body.step}; {hint}")
+    cfg = apply_overrides(run.config, overrides)
+    name = body.name.strip() if body.name and body.name.strip() else None
+    cfg["name"] = name or f"{run.name} @{body.step}"
+    config, summary = validate(cfg)
+    if summary["total_steps"] <= body.step:
+        raise ApiError(422, ["body", "overrides", "epochs"],
+                       f"overrides: the fork would have no steps left: it starts after step "
+                       f"{body.step} and its config trains {summary['total_steps']} steps in all "
+                       "(give more epochs or iterations)")
+    return manager.create(config, summary, run.preset, fork=(run.id, body.step, source)).row()

@@ -103,3 +103,42 @@ def test_without_loop_state_a_checkpoint_only_restores_weights(tmp_path):
     t.loop.perm = None
     t.run()
     assert curve(events) != curve(whole)[5:]
+
+
+def fork(cfg, threads, checkpoint):
+    events = []
+    t = Trainer(cfg, emit=events.append, threads=threads)
+    t.load_checkpoint(checkpoint, fork=True)
+    t.run()
+    return events
+
+
+def test_a_fork_with_nothing_changed_takes_the_parents_next_steps(tmp_path):
+    cfg = config("grokking-cnn", epochs=2, batch_size=64)
+    whole = run(cfg, 2)
+    ck = tmp_path / "ck.npz"
+    run(cfg, 2, stop_at=7, checkpoint=ck)
+    child = fork(cfg, 2, ck)
+    assert child[0].type == "run_started" and child[0].start_step == 7
+    assert curve(child) == curve(whole)[7:]
+    done = [e for e in child if e.type == "run_finished"][0]
+    assert done.status == "completed" and done.step == len(curve(whole))
+
+
+@pytest.mark.parametrize("over", [{"lr": 0.002}, {"optimizer": "adam", "lr": 0.001},
+                                  {"train_limit": 200}, {"epochs": 4}, {"seed": 9}])
+def test_a_fork_with_changes_starts_from_the_parents_weights(over, tmp_path):
+    cfg = config("mlp", epochs=2, batch_size=64)
+    whole = run(cfg, 1)
+    ck = tmp_path / "ck.npz"
+    run(cfg, 1, stop_at=5, checkpoint=ck)
+    child_cfg = config("mlp", **{"epochs": 2, "batch_size": 64, **over})
+    child = fork(child_cfg, 1, ck)
+    steps = curve(child)
+    assert steps[0][0] == 6 and steps[-1][0] == child[0].total_steps
+    # from the parent's weights: the first loss is near the parent's at step 6, far below ln 10
+    assert abs(steps[0][1] - curve(whole)[5][1]) < 0.5 < np.log(10) - steps[0][1]
+    if "lr" in over:
+        assert curve(child, field="lr")[0][1] == pytest.approx(over["lr"])
+    if over == {"epochs": 4}:       # the parent's order and streams carry on
+        assert steps[:len(curve(whole)) - 5] == curve(whole)[5:]
