@@ -66,6 +66,7 @@ export function initialRunState(runId, run = null) {
     hparams: null,          // current {lr, momentum, weight_decay}
     pauses: [],             // [{step, type: "paused"|"resumed"}]
     continuations: [],      // [{step}] from continued: the run went on from its checkpoint
+    tempo: null,            // max steps per second from tempo_changed (null: full speed)
     diverged: null,
     finished: null,
     ...wreckState(),
@@ -174,6 +175,9 @@ export function reduceRun(state, ev) {
     case "resumed":
       state.pauses = [...state.pauses, { step: ev.step, type: "resumed" }];
       if (!isTerminal(state.status)) state.status = "running";
+      break;
+    case "tempo_changed":
+      state.tempo = ev.steps_per_second;
       break;
     case "continued": {
       // Steps after the checkpoint that an interrupted attempt reported are void.
