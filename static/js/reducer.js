@@ -189,6 +189,7 @@ export function reduceRun(state, ev) {
       while (state.evals.n && state.evals.step[state.evals.n - 1] > ev.step) dropLastEval(state.evals);
       state.totalSteps = ev.total_steps;
       state.continuations = [...state.continuations, { step: ev.step }];
+      state.tempo = null;     // a new worker starts at full speed
       state.finished = null;
       state.diverged = null;
       state.status = "running";
