@@ -116,6 +116,14 @@ class Resumed(Event):
 
 
 @dataclass
+class TempoChanged(Event):
+    """From ``step`` on, at most ``steps_per_second`` steps per second (null: full speed)."""
+    type: ClassVar[str] = "tempo_changed"
+    step: int
+    steps_per_second: float | None
+
+
+@dataclass
 class Continued(Event):
     """The run continues from its checkpoint at ``step`` (after a stop, a crash or a restart):
     the steps after ``step`` that an earlier attempt may have reported are void, and the
@@ -161,7 +169,7 @@ class RunFinished(Event):
 
 
 EVENT_TYPES = {cls.type: cls for cls in (RunStarted, Progress, Eval, Snapshot, HparamsChanged,
-                                        Paused, Resumed, Continued, Diverged,
+                                        Paused, Resumed, TempoChanged, Continued, Diverged,
                                         RunFinished)}
 
 

@@ -60,6 +60,18 @@ class Control:
     def resume(self) -> None:
         self._q.put(("resume", None))
 
+    def set_tempo(self, steps_per_second: float | None) -> None:
+        """At most this many steps per second from now on (None: as fast as it goes)."""
+        if steps_per_second is not None and not steps_per_second > 0:
+            raise ValueError(f"steps_per_second must be positive or None, got {steps_per_second}")
+        self._q.put(("tempo", steps_per_second))
+
+    def step(self, steps: int = 1) -> None:
+        """While paused: take ``steps`` steps, then stay paused (ignored while running)."""
+        if int(steps) < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        self._q.put(("step", int(steps)))
+
     def set_hparams(self, **changes: float) -> None:
         """Change ``lr``, ``momentum`` and/or ``weight_decay`` from the next step on."""
         bad = set(changes) - set(MUTABLE_HPARAMS)
@@ -113,6 +125,9 @@ class Trainer:
         self.epoch = 0
         self.status = "created"
         self.loop = LoopState()
+        self.tempo: float | None = None           # max steps per second (None: full speed)
+        self.last_step_at: float | None = None    # when the last step ended (for the tempo)
+        self.stepping = 0                         # steps left of a Step taken while paused
         self.continued_from: int | None = None   # the step a loaded checkpoint resumes at
         self.forked_from: int | None = None      # the step a fork starts from
 
@@ -122,6 +137,9 @@ class Trainer:
         kind, arg = cmd
         if kind == "stop":
             return "stop"
+        if kind == "tempo":
+            self.tempo = arg
+            self.emit(ev.TempoChanged(step=self.step, steps_per_second=arg))
         if kind == "set":
             prev = {}
             for k, v in arg.items():
@@ -135,16 +153,30 @@ class Trainer:
         return kind
 
     def _poll(self) -> bool:
-        """Apply pending commands; block while paused. Returns False to stop."""
+        """Apply pending commands; block while paused, and between steps as long as the
+        tempo asks. Returns False to stop."""
+        if self.stepping:            # a Step while paused: take them, then pause again
+            self.stepping -= 1
+            if self.stepping == 0:
+                self.control._q.put(("pause", "after-step"))
         while True:
-            cmd = self.control.get(block=False)
+            wait = 0.0
+            if self.tempo and self.last_step_at is not None:
+                wait = self.last_step_at + 1.0 / self.tempo - time.perf_counter()
+            cmd = self.control.get(block=wait > 0, timeout=wait if wait > 0 else None)
             if cmd is None:
+                if wait > 0:
+                    continue         # woke on time: check the clock again
                 return True
             kind = self._apply(cmd)
             if kind == "stop":
                 return False
+            if kind == "resume" and self.stepping:   # Resume during a Step: keep going
+                self.stepping = 0
+                self.emit(ev.Resumed(step=self.step))
             if kind == "pause":
-                self.emit(ev.Paused(step=self.step))
+                if cmd[1] != "after-step":
+                    self.emit(ev.Paused(step=self.step))
                 while True:
                     cmd = self.control.get(block=True, timeout=0.5)
                     if cmd is None:
@@ -152,6 +184,10 @@ class Trainer:
                     kind = self._apply(cmd)
                     if kind == "stop":
                         return False
+                    if kind == "step":
+                        self.stepping = cmd[1]
+                        self.last_step_at = None     # no tempo wait before a Step
+                        return True
                     if kind == "resume":
                         self.emit(ev.Resumed(step=self.step))
                         break
@@ -302,7 +338,8 @@ class Trainer:
                 status = "diverged"
                 break
             opt.step(gnorm)
-            dt = time.perf_counter() - t0
+            self.last_step_at = time.perf_counter()
+            dt = self.last_step_at - t0
             L.train_seconds += dt
             L.images_seen += len(idx)
             self.step += 1

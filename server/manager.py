@@ -109,6 +109,7 @@ class Run:
     fork_step: int | None = None
     # not stored
     start: dict | None = field(default=None, repr=False)   # the worker's start (continue/fork)
+    start_paused: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     feed_at: float = 0.0                  # the last `latest` sent on the runs feed
     worker_error: str | None = None
@@ -251,7 +252,7 @@ class RunManager:
 
     def create(self, config: dict, summary: dict, preset: str | None,
                trial: tuple[str, int, dict] | None = None,
-               fork: tuple[str, int, Path] | None = None) -> Run:
+               fork: tuple[str, int, Path] | None = None, start_paused: bool = False) -> Run:
         """A queued run; ``trial``: ``(sweep_id, number, params)`` for a sweep's trial;
         ``fork``: ``(parent id, step, checkpoint path)`` for a run forked from a checkpoint."""
         if self.store.read_only:
@@ -260,6 +261,7 @@ class RunManager:
                   status="queued", config=config, summary=summary, created_at=time.time())
         if trial is not None:
             run.sweep_id, run.trial, run.params = trial
+        run.start_paused = start_paused
         if fork is not None:
             run.parent_id, run.fork_step, source = fork
         while run.id in self.runs:   # pragma: no cover - 40 random bits
@@ -296,6 +298,9 @@ class RunManager:
                 self.pool.start(run.id, run.config, self.checkpoint_path(run), start=run.start,
                                 history_budget=int(self.settings.checkpoint_budget_mb * 2**20))
                 run.start = None
+                if run.start_paused:     # read by the trainer before its first step
+                    self.pool.send(run.id, {"cmd": "pause"})
+                    run.start_paused = False
             except OSError as e:
                 self._set_status(run, "failed", f"could not start a worker: {e}")
                 continue
@@ -402,6 +407,22 @@ class RunManager:
             if meta.get("step") == run.weights_step and meta.get("resume"):
                 return path
         return None
+
+    def set_tempo(self, run: Run, steps_per_second: float | None) -> Run:
+        """At most ``steps_per_second`` steps per second (None: full speed), from now on."""
+        if run.status not in ("running", "paused"):
+            raise RunConflict(run.id, f"run {run.id} is {run.status}; the tempo changes only "
+                                      "while it is running or paused")
+        self.pool.send(run.id, {"cmd": "tempo", "steps_per_second": steps_per_second})
+        return run
+
+    def step(self, run: Run, steps: int) -> Run:
+        """Take ``steps`` steps of a paused run; it stays paused."""
+        if run.status != "paused":
+            raise RunConflict(run.id, f"run {run.id} is {run.status}; Step is for a paused run "
+                                      "(pause it first)")
+        self.pool.send(run.id, {"cmd": "step", "steps": steps})
+        return run
 
     def set_hparams(self, run: Run, changes: dict) -> Run:
         """Check the new values with the engine's own rules, then send them to the worker."""

@@ -209,6 +209,20 @@ class RunCreate(Strict):
     model: Layers | None = None
     train: Train | None = None
     dataset: DatasetCfg | None = None
+    start_paused: bool = Field(False, description="pause before the first step (then Step or "
+                                                  "Resume)")
+
+
+class TempoBody(Strict):
+    model_config = ConfigDict(extra="forbid")
+    steps_per_second: float | None = Field(..., gt=0, le=100000,
+                                           description="at most this many steps per second; "
+                                                       "null: full speed")
+
+
+class StepBody(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=not_null)
+    steps: int = Field(1, ge=1, le=100000, description="steps to take, then stay paused")
 
 
 class ValidateBody(Strict):

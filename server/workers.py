@@ -132,6 +132,16 @@ def worker_main(run_id: str, config: dict, checkpoint: str, events_conn, command
                 control.pause()
             elif kind == "resume":
                 control.resume()
+            elif kind == "tempo":
+                try:
+                    control.set_tempo(cmd.get("steps_per_second"))
+                except (TypeError, ValueError) as e:
+                    outbox.put({"k": "warning", "msg": str(e)})
+            elif kind == "step":
+                try:
+                    control.step(cmd.get("steps", 1))
+                except (TypeError, ValueError) as e:
+                    outbox.put({"k": "warning", "msg": str(e)})
             elif kind == "set":
                 try:
                     control.set_hparams(**cmd.get("changes", {}))

@@ -10,7 +10,7 @@ from ..deps import ManagerDep, RunDep
 from ..errors import ApiError
 from ..checkpoints import listing, nearest, path_for
 from ..schemas import (CheckpointList, ForkBody, HparamsPatch, RunCreate, RunList, RunOut,
-                       errors)
+                       StepBody, TempoBody, errors)
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 NOT_LIVE = "the run is not running or paused"
@@ -67,7 +67,7 @@ def validate(cfg: dict) -> tuple[dict, dict]:
              summary="Create a run (queued, then started when a worker is free)")
 async def create_run(body: RunCreate, manager: ManagerDep):
     config, summary, preset = build_config(body)
-    return manager.create(config, summary, preset).row()
+    return manager.create(config, summary, preset, start_paused=body.start_paused).row()
 
 
 @router.get("", response_model=RunList, summary="All runs, newest first")
@@ -112,6 +112,23 @@ async def resume_run(run: RunDep, manager: ManagerDep):
 async def patch_run(body: HparamsPatch, run: RunDep, manager: ManagerDep):
     changes = body.model_dump(exclude_none=True)
     return manager.set_hparams(run, changes).row()
+
+
+# ---------------------------------------------------------------- tempo and step
+
+
+@router.post("/{run_id}/tempo", response_model=RunOut,
+             responses=errors(403, 404, 413, 422, e409=NOT_LIVE),
+             summary="At most N steps per second from now on (null: full speed)")
+async def set_tempo(body: TempoBody, run: RunDep, manager: ManagerDep):
+    return manager.set_tempo(run, body.steps_per_second).row()
+
+
+@router.post("/{run_id}/step", response_model=RunOut,
+             responses=errors(403, 404, 413, 422, e409="the run is not paused"),
+             summary="Take N steps of a paused run; it stays paused")
+async def step_run(body: StepBody, run: RunDep, manager: ManagerDep):
+    return manager.step(run, body.steps).row()
 
 
 # ---------------------------------------------------------------- continue, checkpoints, fork

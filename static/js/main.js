@@ -64,9 +64,10 @@ class App {
     });
     this.runBar = new RunBar({
       start: $("#btn-start"), pause: $("#btn-pause"), resume: $("#btn-resume"), stop: $("#btn-stop"),
+      step: $("#btn-step"), cont: $("#btn-continue"), tempo: $("#tempo"),
       statusText: $("#run-status"), runName: $("#run-name"), progress: $("#run-progress"),
       progressText: $("#run-progress-text"), conn: $("#conn"), startWhy: $("#start-why"),
-    }, { onStart: () => this.start(), onCommand: (c) => this.command(c) });
+    }, { onStart: () => this.start(), onCommand: (c) => this.command(c), onTempo: (v) => this.setTempo(v) });
     this.banner = new Banner($("#banner"), { onRetry: (s) => this.retry(s) });
     this.wreckBanner = new WreckBanner($("#wreck"), { onUndo: (s, previous) => this.undoLive(s, previous) });
 
@@ -288,6 +289,7 @@ class App {
   async start() {
     if (this.runBar.start.disabled) return;
     const body = this.runBody();
+    if ($("#start-paused").checked) body.start_paused = true;
     this.runBar.start.disabled = true;
     try {
       const run = await api.createRun(body);
@@ -309,6 +311,13 @@ class App {
       const run = await api.command(id, what);
       this.onRunInfo(run);
       const s = this.state(id);
+      if (what === "continue") {
+        // the finished stream was closed by the server: open it again from the last seq
+        s.status = run.status; s.error = run.error; s.rev++;
+        const old = this.streams.get(id);
+        if (old) { old.close(); this.streams.delete(id); }
+        this.ensureStream(id);
+      }
       // The HTTP answer is newer than anything the stream has said so far.
       if (run.status !== s.status && !(isTerminal(s.status))) { s.status = run.status; s.rev++; }
       this.runListDirty = true;
@@ -316,6 +325,13 @@ class App {
     } catch (err) {
       this.notice(`Could not ${what} the run: ${err.message}`);
     }
+  }
+
+  async setTempo(stepsPerSecond) {
+    const id = this.watched;
+    if (!id) return;
+    try { await api.tempo(id, stepsPerSecond); }
+    catch (err) { this.notice(`Could not change the tempo: ${err.message}`); }
   }
 
   async applyLive() {

@@ -66,6 +66,7 @@ export function initialRunState(runId, run = null) {
     hparams: null,          // current {lr, momentum, weight_decay}
     pauses: [],             // [{step, type: "paused"|"resumed"}]
     continuations: [],      // [{step}] from continued: the run went on from its checkpoint
+    tempo: null,            // max steps per second from tempo_changed (null: full speed)
     diverged: null,
     finished: null,
     ...wreckState(),
@@ -175,6 +176,9 @@ export function reduceRun(state, ev) {
       state.pauses = [...state.pauses, { step: ev.step, type: "resumed" }];
       if (!isTerminal(state.status)) state.status = "running";
       break;
+    case "tempo_changed":
+      state.tempo = ev.steps_per_second;
+      break;
     case "continued": {
       // Steps after the checkpoint that an interrupted attempt reported are void.
       const p = state.progress;
@@ -185,6 +189,7 @@ export function reduceRun(state, ev) {
       while (state.evals.n && state.evals.step[state.evals.n - 1] > ev.step) dropLastEval(state.evals);
       state.totalSteps = ev.total_steps;
       state.continuations = [...state.continuations, { step: ev.step }];
+      state.tempo = null;     // a new worker starts at full speed
       state.finished = null;
       state.diverged = null;
       state.status = "running";

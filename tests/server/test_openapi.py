@@ -11,10 +11,10 @@ RUN = "/api/runs/{run_id}"
 BODY_OPS = [("post", "/api/runs"), ("patch", RUN), ("post", "/api/models/validate"),
             ("post", RUN + "/predict"), ("post", RUN + "/weights"), ("post", "/api/gradcheck"),
             ("post", "/api/sweeps"), ("post", "/api/sweeps/{sweep_id}/extend"),
-            ("post", RUN + "/fork")]
+            ("post", RUN + "/fork"), ("post", RUN + "/tempo"), ("post", RUN + "/step")]
 CONFLICTS = [("patch", RUN), ("post", RUN + "/pause"), ("post", RUN + "/resume"),
              ("post", RUN + "/weights"), ("post", "/api/gradcheck"), ("post", RUN + "/predict"),
-             ("post", RUN + "/continue")]
+             ("post", RUN + "/continue"), ("post", RUN + "/tempo"), ("post", RUN + "/step")]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,8 @@ def test_errors_have_the_one_shape(doc):
 
 def test_create_run_body_is_a_preset_or_a_config(doc):
     s = body(doc, "post", "/api/runs")
-    assert {"model", "train", "dataset", "preset", "overrides", "name"} == set(s["properties"])
+    assert {"model", "train", "dataset", "preset", "overrides", "name",
+            "start_paused"} == set(s["properties"])
     assert s["additionalProperties"] is False
     assert s["properties"]["preset"]["enum"] == list(PRESETS)
     shapes = {tuple(alt["required"]): alt for alt in s["oneOf"]}

@@ -5,12 +5,15 @@ import { h, clear, fmtInt, fmtDuration, fmtPct, fmtNum } from "./dom.js";
 import { lrInEffect, lastGoodEval } from "../reducer.js";
 
 export class RunBar {
-  constructor(els, { onStart, onCommand }) {
+  constructor(els, { onStart, onCommand, onTempo }) {
     Object.assign(this, els);
     this.start.addEventListener("click", () => onStart());
     this.pause.addEventListener("click", () => onCommand("pause"));
     this.resume.addEventListener("click", () => onCommand("resume"));
     this.stop.addEventListener("click", () => onCommand("stop"));
+    this.step.addEventListener("click", () => onCommand("step"));
+    this.cont.addEventListener("click", () => onCommand("continue"));
+    this.tempo.addEventListener("change", () => onTempo(this.tempo.value === "" ? null : +this.tempo.value));
     this.key = "";
   }
 
@@ -23,12 +26,21 @@ export class RunBar {
   update(state, conn) {
     const s = state ? state.status : null;
     const latest = state && state.latest;
-    const key = state ? `${state.runId}|${s}|${latest ? latest.step : -1}|${conn}|${!!state.finished}|${state.totalSteps}|${!!state.diverged}|${state.evals.n}` : `none|${conn}`;
+    const key = state ? `${state.runId}|${s}|${latest ? latest.step : -1}|${conn}|${!!state.finished}|${state.totalSteps}|${!!state.diverged}|${state.evals.n}|${state.tempo}` : `none|${conn}`;
     if (key === this.key) return;
     this.key = key;
     this.pause.disabled = s !== "running" && s !== "queued";
     this.resume.disabled = s !== "paused";
     this.stop.disabled = !(s === "running" || s === "paused" || s === "queued");
+    this.step.disabled = s !== "paused";
+    // a completed or diverged run goes on only as a fork (server/API.md)
+    this.cont.disabled = !(s === "stopped" || s === "interrupted" || s === "failed");
+    this.tempo.disabled = !(s === "running" || s === "paused");
+    const tv = state && state.tempo != null ? String(state.tempo) : "";
+    if (document.activeElement !== this.tempo) {
+      if (![...this.tempo.options].some((o) => o.value === tv)) this.tempo.append(h("option", { value: tv }, `${tv} steps/s`));
+      this.tempo.value = tv;
+    }
     this.statusText.textContent = state ? s : "no run selected";
     this.statusText.className = `badge status-${s || "none"}`;
     this.runName.textContent = state ? state.name : "";
