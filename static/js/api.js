@@ -54,6 +54,8 @@ export const api = {
   createRun: (body) => request("POST", "/api/runs", body),
   deleteRun: (id) => request("DELETE", `/api/runs/${id}`),
   command: (id, what) => request("POST", `/api/runs/${id}/${what}`, what === "step" ? { steps: 1 } : undefined),
+  checkpoints: (id) => request("GET", `/api/runs/${id}/checkpoints`),
+  fork: (id, body) => request("POST", `/api/runs/${id}/fork`, body),
   tempo: (id, stepsPerSecond) => request("POST", `/api/runs/${id}/tempo`, { steps_per_second: stepsPerSecond }),
   patch: (id, body) => request("PATCH", `/api/runs/${id}`, body),
   predict: (id, image) => request("POST", `/api/runs/${id}/predict`, { image }),

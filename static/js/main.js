@@ -22,6 +22,7 @@ import { GradCheck } from "./ui/gradcheck.js";
 import { RunList } from "./ui/runlist.js";
 import { ComparePanel } from "./ui/compare.js";
 import { RunBar, Banner, WreckBanner, retryLr } from "./ui/runbar.js";
+import { ForkDialog, lineagePrefix, nearestStep } from "./ui/fork.js";
 import { layerText } from "./ui/compare.js";
 
 const clone = (x) => (x == null ? x : JSON.parse(JSON.stringify(x)));
@@ -46,8 +47,8 @@ class App {
 
     // charts and views
     this.charts = [
-      new RunChart($("#chart-loss"), "loss", { height: 260, requestDraw: req }),
-      new RunChart($("#chart-accuracy"), "accuracy", { height: 260, requestDraw: req }),
+      new RunChart($("#chart-loss"), "loss", { height: 260, requestDraw: req, onPick: (st) => this.pickFork(st) }),
+      new RunChart($("#chart-accuracy"), "accuracy", { height: 260, requestDraw: req, onPick: (st) => this.pickFork(st) }),
       new RunChart($("#chart-lr"), "lr", { height: 160, requestDraw: req }),
     ];
     this.kernels = new KernelGrid($("#kernels"));
@@ -68,7 +69,9 @@ class App {
       statusText: $("#run-status"), runName: $("#run-name"), progress: $("#run-progress"),
       progressText: $("#run-progress-text"), conn: $("#conn"), startWhy: $("#start-why"),
     }, { onStart: () => this.start(), onCommand: (c) => this.command(c), onTempo: (v) => this.setTempo(v) });
-    this.banner = new Banner($("#banner"), { onRetry: (s) => this.retry(s) });
+    this.banner = new Banner($("#banner"), { onRetry: (s) => this.retry(s), onForkBack: (s) => this.forkBack(s) });
+    this.forkDialog = new ForkDialog(document.body, { onForked: (child) => this.forked(child) });
+    this.view.lineage = (field) => this.lineage(field);
     this.wreckBanner = new WreckBanner($("#wreck"), { onUndo: (s, previous) => this.undoLive(s, previous) });
 
     // smoothing slider
@@ -353,6 +356,58 @@ class App {
     } catch (err) {
       msg.textContent = err.message;
     }
+  }
+
+  // ------------------------------------------------------------------ forks
+
+  /** "Fork from here": the evaluation nearest the clicked step (checkpoints are kept there). */
+  pickFork(step) {
+    const run = this.watched && this.runs.get(this.watched);
+    if (!run) return;
+    const ev = this.state(run.id).evals;
+    this.forkDialog.open(run, ev.n ? nearestStep(ev.step, step) : step);
+  }
+
+  forked(child) {
+    this.onRunInfo(child);
+    this.runListDirty = true;
+    this.watch(child.id);
+  }
+
+  /** A diverged run: a fork from its newest checkpoint before the divergence, at lr / 10. */
+  async forkBack(state) {
+    try {
+      const list = (await api.checkpoints(state.runId)).checkpoints.filter((c) => c.step < state.diverged.step);
+      if (!list.length) { this.notice("This run kept no checkpoint before it diverged: use Retry (from scratch)."); return; }
+      const at = list[list.length - 1].step;
+      const base = (state.name || "run").replace(/ \(lr \/ 10\)+$/, "");
+      const child = await api.fork(state.runId, { step: at, overrides: { lr: retryLr(state) }, name: `${base} @${at} (lr / 10)`.slice(0, 200) });
+      this.forked(child);
+    } catch (err) {
+      this.notice("Could not fork: " + err.message);
+    }
+  }
+
+  /** The watched run's ancestors' points before it started (faded on its charts). */
+  lineage(field) {
+    const empty = { step: [], value: [] };
+    let run = this.watched && this.runs.get(this.watched);
+    if (!run || !run.parent_id) return empty;
+    const chain = [];
+    let upTo = run.fork_step;
+    for (let depth = 0; run && run.parent_id && depth < 8; depth++) {
+      const parent = this.runs.get(run.parent_id);
+      if (!parent) break;                       // deleted: nothing to draw before the fork
+      this.ensureStream(parent.id);
+      chain.unshift({ state: this.state(parent.id), upTo });
+      upTo = parent.fork_step;
+      run = parent;
+    }
+    const key = `${field}|${chain.map((c) => `${c.state.runId}:${c.state.lastSeq}:${c.upTo}`).join()}`;
+    this.lineageCache ||= new Map();
+    let hit = this.lineageCache.get(field);
+    if (!hit || hit.key !== key) { hit = { key, value: lineagePrefix(chain, field) }; this.lineageCache.set(field, hit); }
+    return hit.value;
   }
 
   async retry(state) {

@@ -67,6 +67,7 @@ export function initialRunState(runId, run = null) {
     pauses: [],             // [{step, type: "paused"|"resumed"}]
     continuations: [],      // [{step}] from continued: the run went on from its checkpoint
     tempo: null,            // max steps per second from tempo_changed (null: full speed)
+    startStep: 0,           // run_started.start_step: where a fork began in its parent
     diverged: null,
     finished: null,
     ...wreckState(),
@@ -113,6 +114,7 @@ export function reduceRun(state, ev) {
       state.trainSize = ev.train_size;
       state.testSize = ev.test_size;
       state.classNames = ev.class_names;
+      state.startStep = ev.start_step || 0;     // a fork's first step is startStep + 1
       const t = ev.config && ev.config.train;
       if (t) state.hparams = { lr: t.lr, momentum: t.momentum, weight_decay: t.weight_decay };
       if (!isTerminal(state.status)) state.status = "running";

@@ -10,6 +10,7 @@ import { Smoother, decimate, lowerBound } from "./series.js";
 export const COLORS = {
   raw: "rgba(0, 114, 178, 0.28)", smooth: "#0072B2", train: "#009E73", test: "#D55E00",
   marker: "#7c3aed", diverged: "#b91c1c", grid: "rgba(0,0,0,0.07)", axis: "#4b5563",
+  parent: "rgba(75, 85, 99, 0.45)",
 };
 // Okabe-Ito, readable for colour-blind people, for overlaid runs.
 export const RUN_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"];
@@ -108,6 +109,8 @@ export function markerList(state) {
     out.push({ step: m.step, label: parts.join(", "), color: COLORS.marker });
   }
   if (state.diverged) out.push({ step: state.diverged.step, label: "diverged", color: COLORS.diverged });
+  for (const c of state.continuations || []) out.push({ step: c.step, label: "continued", color: COLORS.marker });
+  if (state.startStep) out.push({ step: state.startStep, label: "forked here", color: COLORS.marker });
   // a live change after which accuracy fell sharply (reducer.js: wrecks), at the eval that showed it
   for (const w of state.wrecks || []) {
     out.push({ step: w.step, label: `test ${fmtPct(w.before.acc, 1)} → ${fmtPct(w.after.acc, 1)}${w.undone != null ? " (undone)" : ""}`, color: COLORS.diverged, row: 1 });
@@ -151,8 +154,9 @@ class ZoomableChart {
 
 export class RunChart extends ZoomableChart {
   /** @param kind "loss" | "accuracy" | "lr"; @param requestDraw called when the chart needs a frame */
-  constructor(root, kind, { height = 220, syncKey = "run", requestDraw = () => {} } = {}) {
+  constructor(root, kind, { height = 220, syncKey = "run", requestDraw = () => {}, onPick = null } = {}) {
     super();
+    this.onPick = onPick;
     this.kind = KINDS[kind];
     this.kindName = kind;
     this.height = height;
@@ -169,6 +173,18 @@ export class RunChart extends ZoomableChart {
     }
     this.buildBase(root, this.kind.title, controls);
     this.onResize = () => this.requestDraw();
+    if (onPick) {
+      // a click (not the end of a zoom drag) picks the step under the cursor: "Fork from here"
+      let down = null;
+      this.plotEl.addEventListener("mousedown", (e) => { down = [e.clientX, e.clientY]; });
+      this.plotEl.addEventListener("click", (e) => {
+        if (down && Math.hypot(e.clientX - down[0], e.clientY - down[1]) > 4) return;
+        const i = this.u.cursor.idx;
+        const step = i == null ? null : this.u.data[0][i];
+        if (step != null) this.onPick(step);
+      });
+      this.plotEl.title = "Click a point to fork a new run from the checkpoint nearest to it";
+    }
     this.rebuild();
   }
 
@@ -182,6 +198,11 @@ export class RunChart extends ZoomableChart {
     for (const [, label, color] of k.evals || []) {
       series.push({ label, stroke: color, width: 2, spanGaps: true, value: (u, v) => k.fmt(v),
         points: { show: true, size: 6, fill: color, stroke: color } });
+    }
+    // a fork's ancestors up to where it started, faded (view.lineage; empty for other runs)
+    if (this.withPrefix) {
+      series.push({ label: "Before the fork", stroke: COLORS.parent, width: 1.5, spanGaps: true,
+        points: { show: false }, value: (u, v) => k.fmt(v) });
     }
     this.nSeries = series.length;
     const y = this.log ? { distr: 3 } : (k.pct ? { range: (u, lo, hi) => [Math.max(0, Math.min(lo, hi - 0.01)), Math.min(1, Math.max(hi, lo + 0.01))] } : {});
@@ -218,7 +239,12 @@ export class RunChart extends ZoomableChart {
     const p = state.progress, ev = state.evals;
     const smoothing = this.kind.solid ? 0 : view.smoothing;
     const { width } = this.size();
-    const key = `${p.n}|${ev.n}|${state.markers.length}|${!!state.diverged}|${(state.wrecks || []).map((w) => `w${w.undone}`).join()}|${smoothing}|${this.log}|${this.zoom}|${width}`;
+    const pre = view.lineage ? view.lineage(this.kind.raw) : { step: [], value: [] };
+    if ((pre.step.length > 0) !== !!this.withPrefix) {   // the faded series only for a fork
+      this.withPrefix = pre.step.length > 0;
+      this.rebuild();
+    }
+    const key = `${p.n}|${ev.n}|${state.markers.length}|${!!state.diverged}|${(state.wrecks || []).map((w) => `w${w.undone}`).join()}|${smoothing}|${this.log}|${this.zoom}|${width}|${pre.step.length}|${(state.continuations || []).length}`;
     if (key === this.key) return;
     this.key = key;
     if (this.u.width !== width) this.u.setSize(this.size());
@@ -258,8 +284,16 @@ export class RunChart extends ZoomableChart {
       }
     }
     data.push(...evalCols);
+    // the prefix: ancestors' points in the visible range, before this run's first step
+    const keep = pre.step.map((st) => !this.zoom || (st >= this.zoom[0] && st <= this.zoom[1]));
+    const preStep = pre.step.filter((_, j) => keep[j]);
+    const preVal = pre.value.filter((_, j) => keep[j]).map((v) => (this.log && !(v > 0) ? null : (Number.isFinite(v) ? v : null)));
+    const nulls = preStep.map(() => null);
+    const full = [preStep.concat(data[0])];
+    for (let c = 1; c < data.length; c++) full.push(nulls.concat(data[c]));
+    if (this.withPrefix) full.push(preVal.concat(new Array(m).fill(null)));
     this.markers = markerList(state);
-    this.u.setData(data);
+    this.u.setData(full);
     // readout: the newest values in words
     if (n) {
       const last = n - 1;

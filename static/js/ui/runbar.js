@@ -75,9 +75,10 @@ export class RunBar {
 }
 
 export class Banner {
-  constructor(el, { onRetry }) {
+  constructor(el, { onRetry, onForkBack }) {
     this.el = el;
     this.onRetry = onRetry;
+    this.onForkBack = onForkBack;
     this.key = "";
   }
   update(state) {
@@ -90,11 +91,14 @@ export class Banner {
     this.el.hidden = !key;
     if (!key) return;
     if (state.diverged) {
-      const d = state.diverged;
+      const d = state.diverged, good = lastGoodEval(state);   // checkpoints are kept at evals
       this.el.className = "banner diverged";
       this.el.append(
         h("div", {}, h("strong", {}, `Diverged at step ${fmtInt(d.step)}`), `: ${d.reason}, in ${d.where}. `, h("span", {}, cap(d.suggestion) + ".")),
-        h("button", { type: "button", class: "primary", onclick: () => this.onRetry(state) }, `Retry with lr / 10 (${fmtNum(retryLr(state), 3)})`));
+        h("div", { class: "buttons" },
+          good ? h("button", { type: "button", class: "primary", onclick: () => this.onForkBack(state) },
+            `Fork from step ${fmtInt(good.step)} with lr / 10 (${fmtNum(retryLr(state), 3)})`) : null,
+          h("button", { type: "button", class: good ? "" : "primary", onclick: () => this.onRetry(state) }, `Retry with lr / 10 (${fmtNum(retryLr(state), 3)})`)));
     } else {
       this.el.className = "banner failed";
       this.el.append(h("div", {}, h("strong", {}, state.status === "failed" ? "The run failed" : "The run was interrupted"), state.error ? `: ${state.error}` : "."));

@@ -35,6 +35,7 @@ export class RunList {
   /** Rows are kept per run and updated in place (twice a second while runs train), so the
    *  keyboard focus on a row's button survives the updates. */
   render(runs, watchedId, compareIds) {
+    runs = lineageOrder(runs);
     this.empty.hidden = runs.length > 0;
     this.table.hidden = runs.length === 0;
     this.rows ||= new Map();
@@ -59,8 +60,10 @@ export class RunList {
     row.acc = h("td", { class: "num" });
     row.time = h("td", { class: "num" });
     row.actions = h("td", { class: "actions" });
+    row.lineage = h("div", { class: "small muted lineage" });
+    row.nameCell = h("td", {}, row.name, h("div", { class: "small muted mono" }, r.id), row.lineage);
     row.tr = h("tr", { dataset: { runId: r.id } },
-      h("td", {}, row.box), h("td", {}, row.name, h("div", { class: "small muted mono" }, r.id)),
+      h("td", {}, row.box), row.nameCell,
       row.status, row.step, row.loss, row.acc, row.time, h("td", { class: "small" }, when(r.created_at)), row.actions);
     return row;
   }
@@ -77,6 +80,10 @@ export class RunList {
     if (row.box.checked !== compared) row.box.checked = compared;
     row.box.setAttribute("aria-label", `Compare ${r.name} (${r.id})`);
     text(row.name, r.name);
+    const depth = r._depth || 0;
+    row.nameCell.style.paddingLeft = depth ? `${0.5 + 1.25 * depth}em` : "";
+    row.tr.classList.toggle("fork", depth > 0);
+    text(row.lineage, r.parent_id ? `↳ fork of ${r._parentName || r.parent_id} at step ${(r.fork_step || 0).toLocaleString("en-US")}` : "");
     row.name.setAttribute("aria-label", `Watch ${r.name} (${r.id})`);
     if (r.id === watchedId) row.name.setAttribute("aria-current", "true"); else row.name.removeAttribute("aria-current");
     const statusKey = `${r.status}|${r.error || ""}`;
@@ -111,4 +118,29 @@ export class RunList {
         h("button", { type: "button", class: "link danger", "aria-label": `Delete ${r.name} (${r.id})`, onclick: () => this.onDelete(row.run) }, "Delete"));
     }
   }
+}
+
+
+/** Runs in list order (newest first) with each fork right under its parent (its own forks
+ *  under it, oldest first), annotated with ``_depth`` and ``_parentName``. A fork whose parent
+ *  is gone is listed as a root. */
+export function lineageOrder(runs) {
+  const byId = new Map(runs.map((r) => [r.id, r]));
+  const kids = new Map();
+  const roots = [];
+  for (const r of runs) {
+    if (r.parent_id && byId.has(r.parent_id)) {
+      if (!kids.has(r.parent_id)) kids.set(r.parent_id, []);
+      kids.get(r.parent_id).push(r);
+    } else roots.push(r);
+  }
+  const out = [];
+  const visit = (r, depth) => {
+    const p = r.parent_id && byId.get(r.parent_id);
+    out.push({ ...r, _depth: depth, _parentName: p ? p.name : null });
+    const ch = (kids.get(r.id) || []).slice().sort((a, b) => a.created_at - b.created_at);
+    for (const c of ch) if (depth < 20) visit(c, depth + 1);
+  };
+  for (const r of roots) visit(r, 0);
+  return out;
 }
