@@ -62,6 +62,8 @@ class App {
       onWatch: (id) => this.watch(id),
       onCompareChange: (id, on) => this.setCompare(id, on),
       onDelete: (run) => this.deleteRun(run),
+      onCompareMany: (ids) => this.compareMany(ids),
+      onDeleteMany: (runs) => this.deleteMany(runs),
     });
     this.runBar = new RunBar({
       start: $("#btn-start"), pause: $("#btn-pause"), resume: $("#btn-resume"), stop: $("#btn-stop"),
@@ -277,6 +279,26 @@ class App {
     this.compare = on ? [...new Set([...this.compare, id])] : this.compare.filter((c) => c !== id);
     if (on) this.ensureStream(id); else this.releaseStream(id);
     this.writeHash(true);
+    this.runListDirty = true;
+    this.frame.request();
+  }
+
+  compareMany(ids) {
+    const keep = new Set(ids);
+    for (const id of this.compare) if (!keep.has(id)) this.setCompare(id, false);
+    for (const id of ids) if (!this.compare.includes(id)) this.setCompare(id, true);
+    const el = document.getElementById("t-compare");
+    if (el) el.scrollIntoView({ block: "start" });
+  }
+
+  async deleteMany(runs) {
+    if (!runs.length || !confirm(`Delete ${runs.length} run${runs.length > 1 ? "s" : ""} with their events and checkpoints?\n${runs.map((r) => `${r.name} (${r.id})`).join("\n")}`)) return;
+    const failed = [];
+    for (const run of runs) {
+      try { await api.deleteRun(run.id); this.forget(run.id); }
+      catch (err) { failed.push(`${run.id}: ${err.message}`); }
+    }
+    if (failed.length) this.notice(`Could not delete ${failed.join("; ")}`);
     this.runListDirty = true;
     this.frame.request();
   }

@@ -277,8 +277,8 @@ def test_reload_and_lost_connection_keep_the_curve_continuous(page, browser, ser
     # keyboard focus in the run list survives its live updates (rows are updated in place)
     watch_btn = page.get_by_role("button", name=f"Watch reload-test ({run['id']})")
     watch_btn.focus()
-    before_step = page.locator(f"#run-list tr[data-run-id='{run['id']}'] td.num").first.inner_text()
-    expect(page.locator(f"#run-list tr[data-run-id='{run['id']}'] td.num").first).not_to_have_text(before_step)
+    before_step = page.locator(f"#run-list tr[data-run-id='{run['id']}'] td.step").inner_text()
+    expect(page.locator(f"#run-list tr[data-run-id='{run['id']}'] td.step")).not_to_have_text(before_step)
     expect(watch_btn).to_be_focused()
     # lose the connection: the stream resumes with after_seq and exponential backoff
     page.evaluate("window.__bpl.kick()")
