@@ -1,4 +1,5 @@
-"""The page (templates/index.html, rendered with Jinja2) and a health check."""
+"""The pages (templates/index.html, templates/sweeps.html, rendered with Jinja2) and a health
+check."""
 from __future__ import annotations
 
 import os
@@ -31,6 +32,16 @@ async def index(request: Request, settings: SettingsDep):
             "token_required": settings.token_required,
             "version": request.app.version})
     except TemplateNotFound:      # the web folder (server/main.py: find_web_dir) has no page
+        return HTMLResponse(PLACEHOLDER.format(where=escape(str(request.app.state.web_dir))))
+
+
+@router.get("/sweeps", response_class=HTMLResponse, include_in_schema=False)
+async def sweeps_page(request: Request, settings: SettingsDep):
+    try:
+        return request.app.state.templates.TemplateResponse(request, "sweeps.html", {
+            "token_required": settings.token_required,
+            "version": request.app.version})
+    except TemplateNotFound:
         return HTMLResponse(PLACEHOLDER.format(where=escape(str(request.app.state.web_dir))))
 
 

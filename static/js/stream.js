@@ -17,8 +17,8 @@ export class RunStream {
    * @param {(code) => boolean} isDone  true when the run has finished and nothing more will come
    *                                   (the server closes with 1000 after a finished run)
    */
-  constructor(runId, { lastSeq, onEvent, onConn = () => {}, isDone = () => false, onRefused = () => {} }) {
-    Object.assign(this, { runId, lastSeq, onEvent, onConn, isDone, onRefused });
+  constructor(runId, { lastSeq, onEvent, onConn = () => {}, isDone = () => false, onRefused = () => {}, base = "/ws/runs/" }) {
+    Object.assign(this, { runId, lastSeq, onEvent, onConn, isDone, onRefused, base });   // base "/ws/sweeps/": a sweep's stream
     this.ws = null;
     this.closed = false;
     this.backoff = BACKOFF_MIN;
@@ -28,7 +28,7 @@ export class RunStream {
 
   connect() {
     if (this.closed) return;
-    const ws = new WebSocket(wsUrl(`/ws/runs/${encodeURIComponent(this.runId)}?after_seq=${this.lastSeq()}`));
+    const ws = new WebSocket(wsUrl(`${this.base}${encodeURIComponent(this.runId)}?after_seq=${this.lastSeq()}`));
     this.ws = ws;
     this.onConn({ state: "connecting" });
     let opened = false;

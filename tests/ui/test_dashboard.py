@@ -74,12 +74,27 @@ def design_mlp(page, train_limit="2000", epochs="1000"):
 
 def test_every_module_is_preloaded():
     """The template preloads every ES module (one round of requests on first load)."""
+    import os
     from pathlib import Path
     root = Path(__file__).resolve().parents[2]
     html = (root / "templates" / "index.html").read_text()
     preloaded = set(re.findall(r'rel="modulepreload" href="\{\{ static \}\}/js/([^"]+)"', html))
     modules = {str(p.relative_to(root / "static" / "js")) for p in (root / "static" / "js").rglob("*.js")}
-    assert preloaded == modules - {"main.js"}
+    sweeps = {m for m in modules if m.startswith("sweeps/")}
+    assert preloaded == modules - {"main.js"} - sweeps
+    # the sweeps page preloads what its module imports, transitively
+    html = (root / "templates" / "sweeps.html").read_text()
+    preloaded = set(re.findall(r'rel="modulepreload" href="\{\{ static \}\}/js/([^"]+)"', html))
+    needed, todo = set(), ["sweeps/main.js"]
+    while todo:
+        m = todo.pop()
+        src = (root / "static" / "js" / m).read_text()
+        for imp in re.findall(r'^import .* from "([^"]+)";', src, re.M):
+            dep = os.path.normpath(str(Path(m).parent / imp))
+            if dep not in needed:
+                needed.add(dep)
+                todo.append(dep)
+    assert preloaded == needed
 
 
 def test_preset_picker_lists_every_engine_preset(page, server):
