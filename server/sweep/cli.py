@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from .presets import SWEEP_PRESETS, get_sweep_preset, report_numbers
+from .presets import SWEEP_PRESETS, get_sweep_preset, trial_reference
 
 
 def add_sweep_parsers(sub) -> None:
@@ -111,13 +111,16 @@ def _line(row: dict, metric: str) -> str:
 
 
 def _table(summary: dict) -> list[str]:
+    """The ranked table; trials with a ``reference`` (a preset's published numbers) get the
+    reference's accuracy, loss and seconds beside ours."""
     sw = summary["sweep"]
     metric = sw["objective"]["metric"]
-    report = sw["name"] in ("learning-rate", "weight-decay", "momentum", "init-std")
+    report = any(t.get("reference") for t in summary["trials"])
     acc = metric != "test_accuracy"
     rows = [("rank", "trial", "status", metric) + (("test acc",) if acc else ())
-            + ("loss", "train s", "parameters")
-            + (("report loss", "report acc", "report s") if report else ())]
+            + (("report acc",) if report else ()) + ("loss",)
+            + (("report loss",) if report else ()) + ("train s",)
+            + (("report s",) if report else ()) + ("parameters",)]
     sign = -1 if sw["objective"]["direction"] == "maximize" else 1
     order = {"completed": 0, "pruned": 1, "stopped": 2, "diverged": 3, "failed": 4}
 
@@ -125,16 +128,25 @@ def _table(summary: dict) -> list[str]:
         v = t["objective"]
         return (order.get(t["status"], 5), v is None, sign * v if v is not None else 0, t["number"])
     for i, t in enumerate(sorted(summary["trials"], key=key), 1):
+        ref = t.get("reference") or {}
         row = (str(i), f"#{t['number']}", t["status"], _fmt(t["objective"])) \
             + ((_fmt(t["test_accuracy"]),) if acc else ()) \
-            + (_fmt(t["final_loss"]), _fmt(t["train_seconds"], ".2f"), _params(t["params"]))
-        if report:
-            ref = report_numbers(sw["name"], t["params"])
-            row += tuple(_fmt(v, f) for v, f in zip(ref, (".3f", ".3f", ".1f"))) if ref \
-                else ("-", "-", "-")
+            + ((_fmt(ref.get("test_accuracy"), ".3f"),) if report else ()) \
+            + (_fmt(t["final_loss"]),) + ((_fmt(ref.get("loss"), ".3f"),) if report else ()) \
+            + (_fmt(t["train_seconds"], ".2f"),) \
+            + ((_fmt(ref.get("seconds"), ".1f"),) if report else ()) + (_params(t["params"]),)
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _add_references(summary: dict, preset: str | None) -> dict:
+    """Each trial of a preset with published numbers gets them as ``reference``."""
+    for t in summary["trials"]:
+        ref = trial_reference(preset, summary["sweep"]["name"], t["params"])
+        if ref is not None:
+            t["reference"] = ref
+    return summary
 
 
 def cmd_sweep(args) -> int:
@@ -241,7 +253,7 @@ def _run_series(args, spec: dict, conn) -> int:
             summary = runner.run()
         finally:
             signal.signal(signal.SIGINT, previous)
-        summaries.append(summary)
+        summaries.append(_add_references(summary, args.preset))
         if not args.json:
             print("\n".join(_table(summary)) + "\n", flush=True)
             best = summary["best"]
