@@ -31,6 +31,10 @@ def add_sweep_parsers(sub) -> None:
                    help="run the trials on a Dask cluster: the scheduler's tcp://HOST:PORT, or "
                         "'local' for an in-process LocalCluster of --max-parallel worker "
                         "processes (see README, Growing: Dask)")
+    p.add_argument("--progress-rate", type=float, metavar="N",
+                   help="with --dask: each trial sends at most N progress events a second "
+                        "(evaluations and its end always; default $BACKPROP_DASK_PROGRESS_RATE, "
+                        "else 0: every one)")
     p.add_argument("--json", action="store_true",
                    help="print one event per line, then a summary line")
     p.set_defaults(func=cmd_sweep)
@@ -165,6 +169,16 @@ def cmd_sweep(args) -> int:
     if args.max_parallel is not None and args.max_parallel < 1:
         print(f"error: --max-parallel must be at least 1, got {args.max_parallel}", file=sys.stderr)
         return 2
+    if args.progress_rate is None:       # the server's setting, from the environment
+        raw = os.environ.get("BACKPROP_DASK_PROGRESS_RATE", "").strip()
+        try:
+            args.progress_rate = float(raw) if raw else 0.0
+        except ValueError:
+            args.progress_rate = raw
+    if not isinstance(args.progress_rate, float) or not args.progress_rate >= 0:
+        print(f"error: --progress-rate (or BACKPROP_DASK_PROGRESS_RATE) must be a number of 0 "
+              f"or more, got {args.progress_rate!r}", file=sys.stderr)
+        return 2
     if args.threads is not None and args.threads < 1:
         print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
         return 2
@@ -240,7 +254,8 @@ def _run_series(args, spec: dict, conn) -> int:
             from .dask_runner import DaskRunner
             # on a remote cluster a trial's threads are its worker's business unless given
             runner = DaskRunner(sweep, max_parallel=n, client=conn.client,
-                                threads=threads if conn.cluster is not None else args.threads)
+                                threads=threads if conn.cluster is not None else args.threads,
+                                progress_rate=args.progress_rate)
 
         def interrupt(signum, frame, runner=runner) -> None:
             if runner.stopping:
