@@ -170,11 +170,11 @@ def cmd_sweep(args) -> int:
         print(f"error: --max-parallel must be at least 1, got {args.max_parallel}", file=sys.stderr)
         return 2
     if args.progress_rate is None:       # the server's setting, from the environment
-        raw = os.environ.get("BACKPROP_DASK_PROGRESS_RATE", "").strip()
+        env = os.environ.get("BACKPROP_DASK_PROGRESS_RATE", "").strip()
         try:
-            args.progress_rate = float(raw) if raw else 0.0
+            args.progress_rate = float(env) if env else 0.0
         except ValueError:
-            args.progress_rate = raw
+            args.progress_rate = env
     if not isinstance(args.progress_rate, float) or not args.progress_rate >= 0:
         print(f"error: --progress-rate (or BACKPROP_DASK_PROGRESS_RATE) must be a number of 0 "
               f"or more, got {args.progress_rate!r}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """A remote trial's progress events at a capped rate (``ProgressCap``): the cap holds, and no
 evaluation, pause or end is ever dropped; once through a real Dask ``LocalCluster``."""
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -86,3 +87,7 @@ def test_a_negative_progress_rate_exits_2(tmp_path):
                         "--progress-rate", "-1"], capture_output=True, text=True, timeout=60,
                        cwd=str(ROOT))
     assert p.returncode == 2 and "--progress-rate" in p.stderr and p.stdout == ""
+    p = subprocess.run([sys.executable, "-m", "server", "sweep", "--preset", "lenet-search"],
+                       capture_output=True, text=True, timeout=60, cwd=str(ROOT),
+                       env={**os.environ, "BACKPROP_DASK_PROGRESS_RATE": "fast"})
+    assert p.returncode == 2 and "BACKPROP_DASK_PROGRESS_RATE" in p.stderr and "'fast'" in p.stderr
