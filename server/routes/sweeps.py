@@ -80,12 +80,12 @@ async def delete_sweep(sweep: SweepDep, sweeps: SweepsDep):
 @router.get("/api/sweep-presets", summary="The sweep presets: name, title, description, spec, "
                                           "trials")
 async def list_sweep_presets():
-    from ..sweep.presets import SWEEP_PRESETS, get_sweep_preset
+    from ..sweep.presets import SWEEP_PRESETS, get_sweep_preset, preset_references
     out = []
     for name, p in SWEEP_PRESETS.items():
         spec = get_sweep_preset(name)
         parts = spec["series"] if "series" in spec else [spec]
         out.append({"name": name, "title": p.get("title"), "description": p.get("description"),
                     "reference": p.get("reference"), "spec": spec,
-                    "sweeps": parts})
+                    "sweeps": parts, "references": preset_references(name)})
     return {"presets": out}

@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from .presets import SWEEP_PRESETS, get_sweep_preset, report_numbers
+from .presets import SWEEP_PRESETS, get_sweep_preset, trial_reference
 
 
 def add_sweep_parsers(sub) -> None:
@@ -31,6 +31,10 @@ def add_sweep_parsers(sub) -> None:
                    help="run the trials on a Dask cluster: the scheduler's tcp://HOST:PORT, or "
                         "'local' for an in-process LocalCluster of --max-parallel worker "
                         "processes (see README, Growing: Dask)")
+    p.add_argument("--progress-rate", type=float, metavar="N",
+                   help="with --dask: each trial sends at most N progress events a second "
+                        "(evaluations and its end always; default $BACKPROP_DASK_PROGRESS_RATE, "
+                        "else 0: every one)")
     p.add_argument("--json", action="store_true",
                    help="print one event per line, then a summary line")
     p.set_defaults(func=cmd_sweep)
@@ -111,13 +115,16 @@ def _line(row: dict, metric: str) -> str:
 
 
 def _table(summary: dict) -> list[str]:
+    """The ranked table; trials with a ``reference`` (a preset's published numbers) get the
+    reference's accuracy, loss and seconds beside ours."""
     sw = summary["sweep"]
     metric = sw["objective"]["metric"]
-    report = sw["name"] in ("learning-rate", "weight-decay", "momentum", "init-std")
+    report = any(t.get("reference") for t in summary["trials"])
     acc = metric != "test_accuracy"
     rows = [("rank", "trial", "status", metric) + (("test acc",) if acc else ())
-            + ("loss", "train s", "parameters")
-            + (("report loss", "report acc", "report s") if report else ())]
+            + (("report acc",) if report else ()) + ("loss",)
+            + (("report loss",) if report else ()) + ("train s",)
+            + (("report s",) if report else ()) + ("parameters",)]
     sign = -1 if sw["objective"]["direction"] == "maximize" else 1
     order = {"completed": 0, "pruned": 1, "stopped": 2, "diverged": 3, "failed": 4}
 
@@ -125,16 +132,25 @@ def _table(summary: dict) -> list[str]:
         v = t["objective"]
         return (order.get(t["status"], 5), v is None, sign * v if v is not None else 0, t["number"])
     for i, t in enumerate(sorted(summary["trials"], key=key), 1):
+        ref = t.get("reference") or {}
         row = (str(i), f"#{t['number']}", t["status"], _fmt(t["objective"])) \
             + ((_fmt(t["test_accuracy"]),) if acc else ()) \
-            + (_fmt(t["final_loss"]), _fmt(t["train_seconds"], ".2f"), _params(t["params"]))
-        if report:
-            ref = report_numbers(sw["name"], t["params"])
-            row += tuple(_fmt(v, f) for v, f in zip(ref, (".3f", ".3f", ".1f"))) if ref \
-                else ("-", "-", "-")
+            + ((_fmt(ref.get("test_accuracy"), ".3f"),) if report else ()) \
+            + (_fmt(t["final_loss"]),) + ((_fmt(ref.get("loss"), ".3f"),) if report else ()) \
+            + (_fmt(t["train_seconds"], ".2f"),) \
+            + ((_fmt(ref.get("seconds"), ".1f"),) if report else ()) + (_params(t["params"]),)
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _add_references(summary: dict, preset: str | None) -> dict:
+    """Each trial of a preset with published numbers gets them as ``reference``."""
+    for t in summary["trials"]:
+        ref = trial_reference(preset, summary["sweep"]["name"], t["params"])
+        if ref is not None:
+            t["reference"] = ref
+    return summary
 
 
 def cmd_sweep(args) -> int:
@@ -152,6 +168,16 @@ def cmd_sweep(args) -> int:
             return 2
     if args.max_parallel is not None and args.max_parallel < 1:
         print(f"error: --max-parallel must be at least 1, got {args.max_parallel}", file=sys.stderr)
+        return 2
+    if args.progress_rate is None:       # the server's setting, from the environment
+        env = os.environ.get("BACKPROP_DASK_PROGRESS_RATE", "").strip()
+        try:
+            args.progress_rate = float(env) if env else 0.0
+        except ValueError:
+            args.progress_rate = env
+    if not isinstance(args.progress_rate, float) or not args.progress_rate >= 0:
+        print(f"error: --progress-rate (or BACKPROP_DASK_PROGRESS_RATE) must be a number of 0 "
+              f"or more, got {args.progress_rate!r}", file=sys.stderr)
         return 2
     if args.threads is not None and args.threads < 1:
         print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
@@ -228,7 +254,8 @@ def _run_series(args, spec: dict, conn) -> int:
             from .dask_runner import DaskRunner
             # on a remote cluster a trial's threads are its worker's business unless given
             runner = DaskRunner(sweep, max_parallel=n, client=conn.client,
-                                threads=threads if conn.cluster is not None else args.threads)
+                                threads=threads if conn.cluster is not None else args.threads,
+                                progress_rate=args.progress_rate)
 
         def interrupt(signum, frame, runner=runner) -> None:
             if runner.stopping:
@@ -241,7 +268,7 @@ def _run_series(args, spec: dict, conn) -> int:
             summary = runner.run()
         finally:
             signal.signal(signal.SIGINT, previous)
-        summaries.append(summary)
+        summaries.append(_add_references(summary, args.preset))
         if not args.json:
             print("\n".join(_table(summary)) + "\n", flush=True)
             best = summary["best"]

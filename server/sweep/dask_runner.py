@@ -43,6 +43,7 @@ BATCH_SECONDS = 0.1
 BATCH_EVENTS = 50
 SNAPSHOT_SECONDS = 2.0     # a trial's weight snapshots: at most one per this many seconds
 STOP_POLL_SECONDS = 0.25
+PROGRESS_RATE = 0.0        # max progress events/s a trial sends; 0: every one (see ProgressCap)
 CONNECT_TIMEOUT = 5.0
 SETTLE_SECONDS = 10.0      # how long a finished task's last event batches may lag its result
 
@@ -137,14 +138,47 @@ def probe(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
 # ---------------------------------------------------------------------------------- task side
 
 
+class ProgressCap:
+    """At most ``rate`` progress events a second out of one trial's events (0: no cap).
+
+    ``offer(event)`` returns the events to send now, in order. Every event that is not a
+    ``progress`` passes; a progress event within ``1 / rate`` s of the last one sent is held
+    (the newest replaces the older), and the held one goes out just before the next event of
+    another type, so an evaluation, a pause and ``run_finished`` are never dropped and the
+    curve still reaches each of their steps exactly. Events need a ``type`` attribute.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic):
+        self.interval = 1.0 / rate if rate and rate > 0 else 0.0
+        self.clock = clock
+        self.last = -float("inf")
+        self.held = None
+
+    def offer(self, event) -> list:
+        if not self.interval:
+            return [event]
+        if event.type == "progress":
+            now = self.clock()
+            if now - self.last < self.interval:
+                self.held = event
+                return []
+            self.last, self.held = now, None
+            return [event]
+        out = [self.held, event] if self.held is not None else [event]
+        self.held = None
+        return out
+
+
 def run_trial(topic: str, number: int, config: dict, threads: int | None = None,
               batch_seconds: float = BATCH_SECONDS, batch_events: int = BATCH_EVENTS,
-              snapshot_seconds: float = SNAPSHOT_SECONDS) -> dict:
+              snapshot_seconds: float = SNAPSHOT_SECONDS,
+              progress_rate: float = PROGRESS_RATE) -> dict:
     """Train one trial on a Dask worker (the task). Events go out on ``topic`` as
     ``{"n", "seq", "msgs": [{"k": "event", "e", "ts"} | {"k": "start", "worker", "pid"} |
     {"k": "error", "msg"}]}``; every engine event, except that ``snapshot`` events (35-70 KB
     each for mlp and lenet, every 0.5 s by default) go out at most once per
-    ``snapshot_seconds`` (and the newest one held back just before ``run_finished``).
+    ``snapshot_seconds`` (and the newest one held back just before ``run_finished``), and
+    ``progress`` events at most ``progress_rate`` a second when it is above 0 (``ProgressCap``).
     Returns ``{"batches": N}`` (plus ``"rerun": True`` when a previous attempt of this trial
     already started, see the module docstring)."""
     from distributed import Event, get_worker
@@ -209,8 +243,13 @@ def run_trial(topic: str, number: int, config: dict, threads: int | None = None,
         watcher = threading.Thread(target=watch_stop, name=f"trial-{number} stop", daemon=True)
         watcher.start()
         last_snap, held = [-float("inf")], [None]
+        cap = ProgressCap(progress_rate)
 
         def emit(event) -> None:
+            for e in cap.offer(event):
+                emit_one(e)
+
+        def emit_one(event) -> None:
             if event.type == "snapshot":
                 if time.monotonic() - last_snap[0] < snapshot_seconds:
                     held[0] = event      # the newest skipped one goes out before the end
@@ -269,13 +308,17 @@ class DaskRunner:
     series of sweeps); else ``address`` (``local`` or ``tcp://HOST:PORT``) is connected for
     this run and closed after it. ``threads``: training threads per trial (results do not
     depend on it; default: the Dask worker's ``BACKPROP_THREADS``, else 1).
-    ``on_run_event(number, event)`` gets every engine event of every trial.
+    ``on_run_event(number, event)`` gets every engine event of every trial (with
+    ``progress_rate`` > 0, at most that many ``progress`` events a second of each; the
+    default ``PROGRESS_RATE`` sends every one).
     """
 
     def __init__(self, sweep: Sweep, max_parallel: int | None = None, threads: int | None = None,
                  on_run_event: Callable[[int, dict], None] | None = None, *,
-                 client=None, address: str = "local", connect_timeout: float = CONNECT_TIMEOUT):
+                 client=None, address: str = "local", connect_timeout: float = CONNECT_TIMEOUT,
+                 progress_rate: float | None = None):
         self.sweep = sweep
+        self.progress_rate = PROGRESS_RATE if progress_rate is None else progress_rate
         self.max_parallel = max_parallel or sweep.spec["max_parallel"]
         self.threads = threads
         self.on_run_event = on_run_event
@@ -364,6 +407,7 @@ class DaskRunner:
 
     def _start(self, number: int, config: dict) -> None:
         fut = self.client.submit(run_trial, self.topic, number, config, self.threads,
+                                 progress_rate=self.progress_rate,
                                  key=f"{self.topic}-trial-{number}", pure=False, retries=0)
         r = _Running(number, fut)
         self.running[number] = r

@@ -208,6 +208,10 @@ def test_sweep_presets_are_listed(api):
     assert {"student-report", "lenet-search"} <= set(presets)
     assert len(presets["student-report"]["sweeps"]) == 4
     assert presets["lenet-search"]["spec"]["method"] == "tpe"
+    refs = presets["student-report"]["references"]      # the report's 14 runs, for the page
+    assert len(refs) == 14 and {r["sweep"] for r in refs} == {
+        p["name"] for p in presets["student-report"]["sweeps"]}
+    assert presets["lenet-search"]["references"] == []
 
 
 # ------------------------------------------------------------------------------ stop, extend
