@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 log = logging.getLogger("backprop_lab.db")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS runs (
     trial INTEGER,
     params TEXT,
     parent_id TEXT,
-    fork_step INTEGER
+    fork_step INTEGER,
+    "where" TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
@@ -90,11 +91,11 @@ CREATE TABLE IF NOT EXISTS sweep_events (
 """
 #: columns added after version 1: (name, SQL type); NULL for rows written before
 ADDED_RUN_COLUMNS = (("sweep_id", "TEXT"), ("trial", "INTEGER"), ("params", "TEXT"),
-                     ("parent_id", "TEXT"), ("fork_step", "INTEGER"))
+                     ("parent_id", "TEXT"), ("fork_step", "INTEGER"), ("where", "TEXT"))
 JSON_FIELDS = ("config", "summary", "latest", "final", "params")
 RUN_FIELDS = ("id", "name", "preset", "status", "error", "config", "summary", "created_at",
               "started_at", "finished_at", "last_seq", "latest", "final", "best_test_accuracy",
-              "weights_step", "sweep_id", "trial", "params", "parent_id", "fork_step")
+              "weights_step", "sweep_id", "trial", "params", "parent_id", "fork_step", "where")
 SWEEP_FIELDS = ("id", "name", "status", "error", "spec", "budget", "created_at", "finished_at",
                 "last_seq")
 
@@ -125,7 +126,7 @@ class Store:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
-            added = "".join(f"ALTER TABLE runs ADD COLUMN {name} {kind};"
+            added = "".join(f'ALTER TABLE runs ADD COLUMN "{name}" {kind};'
                             for name, kind in ADDED_RUN_COLUMNS if have and name not in have)
             conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{added}"
                                f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
@@ -182,7 +183,7 @@ class Store:
 
     def insert_run(self, run: dict, events: list[tuple[int, str, str]]) -> None:
         row = self._encode({k: run.get(k) for k in RUN_FIELDS})
-        cols = ", ".join(row)
+        cols = ", ".join(f'"{k}"' for k in row)    # quoted: "where" is an SQL keyword
         marks = ", ".join("?" for _ in row)
         self._write([(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(row.values())),
                      ("INSERT INTO events (run_id, seq, type, json) VALUES (?, ?, ?, ?)",
@@ -197,7 +198,7 @@ class Store:
                               [(run_id, s, t, j) for s, t, j in events]))
             if fields:
                 row = self._encode(fields)
-                sets = ", ".join(f"{k} = ?" for k in row)
+                sets = ", ".join(f'"{k}" = ?' for k in row)
                 stmts.append((f"UPDATE runs SET {sets} WHERE id = ?", (*row.values(), run_id)))
         if stmts:
             self._write(stmts)
@@ -210,7 +211,7 @@ class Store:
 
     def all_runs(self) -> list[dict]:
         have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
-        cols = [f if f in have else f"NULL AS {f}" for f in RUN_FIELDS]   # an older file, read-only
+        cols = [f'"{f}"' if f in have else f'NULL AS "{f}"' for f in RUN_FIELDS]   # an older file, read-only
         cur = self.conn.execute(f"SELECT {', '.join(cols)} FROM runs ORDER BY created_at")
         out = []
         for row in cur.fetchall():

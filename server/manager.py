@@ -107,6 +107,7 @@ class Run:
     params: dict | None = None
     parent_id: str | None = None          # a fork: the run and the step it started from
     fork_step: int | None = None
+    where: str | None = "local"           # "local" (the server's pool) or "dask"
     # not stored
     start: dict | None = field(default=None, repr=False)   # the worker's start (continue/fork)
     start_paused: bool = False
@@ -120,7 +121,7 @@ class Run:
         return {k: getattr(self, k) for k in (
             "id", "name", "preset", "status", "error", "config", "summary", "created_at",
             "started_at", "finished_at", "last_seq", "latest", "final", "best_test_accuracy",
-            "weights_step", "sweep_id", "trial", "params", "parent_id", "fork_step")}
+            "weights_step", "sweep_id", "trial", "params", "parent_id", "fork_step", "where")}
 
 
 class RunManager:
@@ -135,6 +136,13 @@ class RunManager:
         self.pool = WorkerPool(settings.max_workers, settings.heartbeat_seconds,
                                settings.heartbeat_timeout_seconds, settings.checkpoint_seconds,
                                settings.shutdown_grace_seconds, self._on_messages, self._on_exit)
+        self.dask = None
+        self._retry = None
+        if settings.dask:
+            from .dask_pool import DaskPool
+            self.dask = DaskPool(settings.dask, settings.dask_local_workers,
+                                 settings.checkpoint_seconds, settings.shutdown_grace_seconds,
+                                 self._on_messages, self._on_exit)
         self.closing = False
         #: the sweeps (server/sweeps.py) hear of their trials' runs: ``run_event(run, event)``
         #: for each engine event stored, ``run_status(run)`` after each state change,
@@ -163,12 +171,16 @@ class RunManager:
                                  "the server stopped while this run was "
                                  f"{was}; no worker was left at restart (history kept)")
         self.pool.open()
+        if self.dask is not None:
+            self.dask.open()
         self._schedule()
 
     async def close(self) -> None:
         """Stop every worker; runs still active become ``interrupted``."""
         self.closing = True
         await self.pool.close()
+        if self.dask is not None:
+            await self.dask.close()
         for run in self.runs.values():
             self._write(run)
             if run.status in ACTIVE:
@@ -190,6 +202,10 @@ class RunManager:
     def list(self) -> list[Run]:
         return sorted(self.runs.values(), key=lambda r: r.created_at, reverse=True)
 
+    def pool_of(self, run: Run):
+        """The pool that runs ``run``: the local worker processes, or the Dask cluster."""
+        return self.dask if run.where == "dask" and self.dask is not None else self.pool
+
     def checkpoint_path(self, run: Run) -> Path:
         return self.settings.runs_dir / run.id / "checkpoint.npz"
 
@@ -203,8 +219,8 @@ class RunManager:
         """Events that cannot be stored are not published either (no replay could repeat
         them): the run stops, and live clients are told with an unstored status event."""
         if run.status in ("running", "paused"):
-            self.pool.send(run.id, {"cmd": "stop"})
-            self.pool.kill(run.id, "its events could not be stored")
+            self.pool_of(run).send(run.id, {"cmd": "stop"})
+            self.pool_of(run).kill(run.id, "its events could not be stored")
         run.status, run.error = "failed", f"could not store its events: {why}"
         run.finished_at = time.time()
         self.logs[run.id].publish_transient(self._status_event(run))
@@ -252,7 +268,8 @@ class RunManager:
 
     def create(self, config: dict, summary: dict, preset: str | None,
                trial: tuple[str, int, dict] | None = None,
-               fork: tuple[str, int, Path] | None = None, start_paused: bool = False) -> Run:
+               fork: tuple[str, int, Path] | None = None, start_paused: bool = False,
+               where: str = "local") -> Run:
         """A queued run; ``trial``: ``(sweep_id, number, params)`` for a sweep's trial;
         ``fork``: ``(parent id, step, checkpoint path)`` for a run forked from a checkpoint."""
         if self.store.read_only:
@@ -262,6 +279,7 @@ class RunManager:
         if trial is not None:
             run.sweep_id, run.trial, run.params = trial
         run.start_paused = start_paused
+        run.where = where
         if fork is not None:
             run.parent_id, run.fork_step, source = fork
         while run.id in self.runs:   # pragma: no cover - 40 random bits
@@ -289,22 +307,35 @@ class RunManager:
     def _schedule(self) -> None:
         if self.closing:
             return
-        while self.pool.free_slots > 0:
-            queued = [r for r in self.runs.values() if r.status == "queued"]
+        full: set = set()
+        while True:
+            queued = [r for r in self.runs.values() if r.status == "queued"
+                      and id(self.pool_of(r)) not in full]
             if not queued:
+                if self.dask is not None and id(self.dask) in full and not self._retry:
+                    # Dask's workers come and go (a restarted or a new one): look again soon
+                    self._retry = asyncio.get_running_loop().call_later(1.0, self._retry_schedule)
                 return
             run = min(queued, key=lambda r: r.created_at)
+            pool = self.pool_of(run)
+            if pool.free_slots <= 0:
+                full.add(id(pool))
+                continue
             try:
-                self.pool.start(run.id, run.config, self.checkpoint_path(run), start=run.start,
+                pool.start(run.id, run.config, self.checkpoint_path(run), start=run.start,
                                 history_budget=int(self.settings.checkpoint_budget_mb * 2**20))
                 run.start = None
                 if run.start_paused:     # read by the trainer before its first step
-                    self.pool.send(run.id, {"cmd": "pause"})
+                    pool.send(run.id, {"cmd": "pause"})
                     run.start_paused = False
-            except OSError as e:
+            except Exception as e:  # noqa: BLE001 - OSError locally; anything from Dask
                 self._set_status(run, "failed", f"could not start a worker: {e}")
                 continue
             self._set_status(run, "running")
+
+    def _retry_schedule(self) -> None:
+        self._retry = None
+        self._schedule()
 
     async def _wait(self, run: Run, states: tuple[str, ...]) -> None:
         deadline = time.monotonic() + self.settings.command_wait_seconds
@@ -322,7 +353,7 @@ class RunManager:
         if run.status == "queued":
             self._set_status(run, "stopped", "stopped before it started")
         elif run.status in ("running", "paused"):
-            self.pool.send(run.id, {"cmd": "stop"})
+            self.pool_of(run).send(run.id, {"cmd": "stop"})
             await self._wait(run, TERMINAL)
         return run      # already finished: stopping again is harmless
 
@@ -333,11 +364,11 @@ class RunManager:
             self._set_status(run, "stopped", why)
         elif run.status in ("running", "paused"):
             run.error = why
-            self.pool.send(run.id, {"cmd": "stop"})
+            self.pool_of(run).send(run.id, {"cmd": "stop"})
 
     async def pause(self, run: Run) -> Run:
         if run.status == "running":
-            self.pool.send(run.id, {"cmd": "pause"})
+            self.pool_of(run).send(run.id, {"cmd": "pause"})
             await self._wait(run, ("paused",) + TERMINAL)
         elif run.status != "paused":
             raise RunConflict(run.id, f"run {run.id} is {run.status}; only a running run can "
@@ -346,7 +377,7 @@ class RunManager:
 
     async def resume(self, run: Run) -> Run:
         if run.status == "paused":
-            self.pool.send(run.id, {"cmd": "resume"})
+            self.pool_of(run).send(run.id, {"cmd": "resume"})
             await self._wait(run, ("running",) + TERMINAL)
         elif run.status != "running":
             raise RunConflict(run.id, f"run {run.id} is {run.status}; only a paused run can "
@@ -373,7 +404,7 @@ class RunManager:
         if self.store.read_only:
             raise StorageUnavailable(f"runs cannot continue: {self.store.read_only}")
         deadline = time.monotonic() + self.settings.command_wait_seconds
-        while run.id in self.pool.handles:         # its last worker is still exiting
+        while run.id in self.pool_of(run).handles:         # its last worker is still exiting
             if time.monotonic() > deadline:
                 raise RunConflict(run.id, f"run {run.id} cannot continue yet: its last worker "
                                           "is still exiting; try again in a moment")
@@ -413,7 +444,7 @@ class RunManager:
         if run.status not in ("running", "paused"):
             raise RunConflict(run.id, f"run {run.id} is {run.status}; the tempo changes only "
                                       "while it is running or paused")
-        self.pool.send(run.id, {"cmd": "tempo", "steps_per_second": steps_per_second})
+        self.pool_of(run).send(run.id, {"cmd": "tempo", "steps_per_second": steps_per_second})
         return run
 
     def step(self, run: Run, steps: int) -> Run:
@@ -421,7 +452,7 @@ class RunManager:
         if run.status != "paused":
             raise RunConflict(run.id, f"run {run.id} is {run.status}; Step is for a paused run "
                                       "(pause it first)")
-        self.pool.send(run.id, {"cmd": "step", "steps": steps})
+        self.pool_of(run).send(run.id, {"cmd": "step", "steps": steps})
         return run
 
     def set_hparams(self, run: Run, changes: dict) -> Run:
@@ -439,12 +470,12 @@ class RunManager:
         except SpecError as e:     # the engine's loc is ["train", field, ...]
             raise InvalidChanges([{"loc": list(err["loc"][1:]), "msg": err["msg"]}
                                   for err in e.errors]) from None
-        self.pool.send(run.id, {"cmd": "set", "changes": changes})
+        self.pool_of(run).send(run.id, {"cmd": "set", "changes": changes})
         return run
 
     async def delete(self, run: Run) -> None:
         if run.status in ("running", "paused"):
-            await self.pool.stop_worker(run.id)
+            await self.pool_of(run).stop_worker(run.id)
         if self.store.read_only:
             raise StorageUnavailable(f"runs cannot be deleted: {self.store.read_only}")
         try:
@@ -535,8 +566,8 @@ class RunManager:
 
     def _on_exit(self, h: WorkerHandle, code: int | None) -> None:
         run = self.runs.get(h.run_id)
-        if self.pool.handles.get(h.run_id) is not None:   # a continued run's new worker
-            run = None
+        if run is not None and self.pool_of(run).handles.get(h.run_id) is not None:
+            run = None                   # a continued run's new worker holds it now
         if run is not None and run.status in ("running", "paused"):
             step = (run.latest or {}).get("step", 0)
             if h.shutting_down:

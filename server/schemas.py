@@ -211,6 +211,8 @@ class RunCreate(Strict):
     dataset: DatasetCfg | None = None
     start_paused: bool = Field(False, description="pause before the first step (then Step or "
                                                   "Resume)")
+    where: Literal["local", "dask"] = Field("local", description="dask: on the Dask cluster "
+                                            "(only when the server was started with --dask)")
 
 
 class TempoBody(Strict):
@@ -324,6 +326,8 @@ class RunOut(BaseModel):
                                                             "by dotted path (train.lr)")
     parent_id: str | None = Field(None, description="a fork: the run it was forked from")
     fork_step: int | None = Field(None, description="a fork: the parent's step it started from")
+    where: str | None = Field("local", description="local: the server's worker pool; dask: the "
+                                                   "Dask cluster of serve --dask")
 
 
 class RunList(BaseModel):
@@ -409,6 +413,7 @@ class TrialOut(BaseModel):
                                                  "threshold, compared, message")
     reason: str | None = Field(None, description="why it diverged, failed, stopped or was "
                                                  "interrupted")
+    where: str | None = Field(None, description="local or dask: where its run trains")
     requeue_of: int | None = Field(None, description="the interrupted trial this one re-runs")
     requeued_as: int | None = Field(None, description="the trial that re-runs this one")
     created_at: float | None = None

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     dask: str | None = Field(None, description="sweep trials go to this Dask scheduler: "
                                                "tcp://HOST:PORT, or 'local' for an in-process "
                                                "LocalCluster")
+    dask_local_workers: int = Field(2, ge=1, le=64, description="worker processes of the "
+                                    "LocalCluster that --dask local starts")
     dask_progress_rate: float = Field(0.0, ge=0, description="max progress events/s a remote "
                                       "(Dask) trial sends; eval and terminal events always go; "
                                       "0: every one (benchmarks/README.md, Ingest)")

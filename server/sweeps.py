@@ -411,7 +411,7 @@ class SweepService:
             if d.get("run_id"):
                 st.run_ids[n] = d["run_id"]
             st.extra[n] = {k: d[k] for k in ("requeue_of", "requeued_as", "created_at",
-                                               "finished_at", "rungs") if d.get(k) is not None}
+                                               "finished_at", "rungs", "where") if d.get(k) is not None}
         known = {t.number for t in trials}
         for run in self.manager.runs.values():   # a trial whose row a crash lost
             if run.sweep_id == st.id and run.trial not in known:
@@ -709,6 +709,8 @@ class SweepService:
         search: ServerSearch = st.sweep.search          # type: ignore[assignment]
         extra = st.extra.setdefault(t.number, {})
         extra["created_at"] = time.time()
+        where = "dask" if self.manager.dask is not None else "local"
+        extra["where"] = where
         if search.requeue_of is not None:
             extra["requeue_of"] = search.requeue_of
             st.extra.setdefault(search.requeue_of, {})["requeued_as"] = t.number
@@ -716,7 +718,7 @@ class SweepService:
         try:
             _, summary = validate_config(t.config)
             run = self.manager.create(t.config, summary, st.norm["base"].get("preset"),
-                                      trial=(st.id, t.number, t.params))
+                                      trial=(st.id, t.number, t.params), where=where)
         except (StorageUnavailable, SpecError) as e:
             st.sweep._finish(t, "failed", reason=f"its run could not be created: {e}")  # noqa
             return

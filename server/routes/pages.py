@@ -54,6 +54,8 @@ async def health(request: Request, manager: ManagerDep):
             "worker_pids": sorted(h.process.pid for h in manager.pool.handles.values()
                                   if h.process.pid),
             "max_workers": manager.settings.max_workers,
+            "dask": manager.settings.dask,
+            "dask_runs": len(manager.dask.handles) if manager.dask else 0,
             "running": sum(r.status in ("running", "paused") for r in runs),
             "queued": sum(r.status == "queued" for r in runs),
             "clients": manager.broadcaster.clients,

@@ -67,7 +67,11 @@ def validate(cfg: dict) -> tuple[dict, dict]:
              summary="Create a run (queued, then started when a worker is free)")
 async def create_run(body: RunCreate, manager: ManagerDep):
     config, summary, preset = build_config(body)
-    return manager.create(config, summary, preset, start_paused=body.start_paused).row()
+    if body.where == "dask" and manager.dask is None:
+        raise ApiError(422, ["body", "where"], "where: this server has no Dask cluster (start "
+                                               "it with backprop-lab serve --dask ADDR|local)")
+    return manager.create(config, summary, preset, start_paused=body.start_paused,
+                          where=body.where).row()
 
 
 @router.get("", response_model=RunList, summary="All runs, newest first")

@@ -58,6 +58,7 @@ export const api = {
   fork: (id, body) => request("POST", `/api/runs/${id}/fork`, body),
   tempo: (id, stepsPerSecond) => request("POST", `/api/runs/${id}/tempo`, { steps_per_second: stepsPerSecond }),
   patch: (id, body) => request("PATCH", `/api/runs/${id}`, body),
+  health: () => request("GET", "/api/health"),
   sweeps: () => request("GET", "/api/sweeps"),
   sweep: (id) => request("GET", `/api/sweeps/${id}`),
   createSweep: (spec) => request("POST", "/api/sweeps", spec),

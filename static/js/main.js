@@ -72,6 +72,8 @@ class App {
       progressText: $("#run-progress-text"), conn: $("#conn"), startWhy: $("#start-why"),
     }, { onStart: () => this.start(), onCommand: (c) => this.command(c), onTempo: (v) => this.setTempo(v) });
     this.banner = new Banner($("#banner"), { onRetry: (s) => this.retry(s), onForkBack: (s) => this.forkBack(s) });
+    // a server started with --dask offers the cluster for single runs too
+    api.health().then((hl) => { if (hl.dask) $("#where-label").hidden = false; }).catch(() => {});
     this.forkDialog = new ForkDialog(document.body, { onForked: (child) => this.forked(child) });
     this.view.lineage = (field) => this.lineage(field);
     this.wreckBanner = new WreckBanner($("#wreck"), { onUndo: (s, previous) => this.undoLive(s, previous) });
@@ -315,6 +317,7 @@ class App {
     if (this.runBar.start.disabled) return;
     const body = this.runBody();
     if ($("#start-paused").checked) body.start_paused = true;
+    if (!$("#where-label").hidden && $("#where").value === "dask") body.where = "dask";
     this.runBar.start.disabled = true;
     try {
       const run = await api.createRun(body);

@@ -78,7 +78,7 @@ def test_errors_have_the_one_shape(doc):
 def test_create_run_body_is_a_preset_or_a_config(doc):
     s = body(doc, "post", "/api/runs")
     assert {"model", "train", "dataset", "preset", "overrides", "name",
-            "start_paused"} == set(s["properties"])
+            "start_paused", "where"} == set(s["properties"])
     assert s["additionalProperties"] is False
     assert s["properties"]["preset"]["enum"] == list(PRESETS)
     shapes = {tuple(alt["required"]): alt for alt in s["oneOf"]}

@@ -19,6 +19,7 @@ function when(t) {
 const COLUMNS = {
   name: ["Run", (r) => r.name.toLowerCase()],
   status: ["Status", (r) => r.status],
+  where: ["Where", (r) => r.where || "local"],
   preset: ["Preset", (r) => r.preset || ""],
   dataset: ["Dataset", (r) => (r.config && r.config.dataset && r.config.dataset.name) || ""],
   optimizer: ["Optimizer", (r) => trainOf(r).optimizer || ""],
@@ -82,7 +83,7 @@ export class RunList {
       h("thead", {}, h("tr", {},
         h("th", { scope: "col" }, this.selectAll), h("th", { scope: "col" }, "Compare"), th("name"), th("status"),
         th("preset"), th("dataset"), th("optimizer"), th("lr", "num"), th("batch", "num"),
-        th("step", "num"), th("loss", "num"), th("acc", "num"), th("time", "num"), th("created"),
+        th("step", "num"), th("loss", "num"), th("acc", "num"), th("time", "num"), th("created"), th("where"),
         h("th", { scope: "col" }, "Actions"))),
       this.tbody);
     clear(root).append(this.empty,
@@ -148,6 +149,7 @@ export class RunList {
     row.lr = h("td", { class: "num" });
     row.batch = h("td", { class: "num" });
     row.created = h("td", { class: "small" });
+    row.where = h("td", { class: "small" });
     row.name = h("button", { type: "button", class: "link", onclick: () => this.onWatch(row.run.id) });
     row.status = h("td");
     row.step = h("td", { class: "num step" });
@@ -160,7 +162,7 @@ export class RunList {
     row.tr = h("tr", { dataset: { runId: r.id } },
       h("td", {}, row.sel), h("td", {}, row.box), row.nameCell,
       row.status, row.preset, row.dataset, row.optimizer, row.lr, row.batch,
-      row.step, row.loss, row.acc, row.time, row.created, row.actions);
+      row.step, row.loss, row.acc, row.time, row.created, row.where, row.actions);
     return row;
   }
 
@@ -169,7 +171,7 @@ export class RunList {
     // most rows are finished runs that did not change: skip them (500 rows, twice a second)
     const key = `${r.status}|${r.error}|${r.name}|${r.latest && r.latest.step}|${r.final && r.final.step}|` +
       `${r.best_test_accuracy}|${r.weights_step}|${r.finished_at}|${r._depth}|${r.id === watchedId}|` +
-      `${compareIds.includes(r.id)}|${this.selected.has(r.id)}`;
+      `${compareIds.includes(r.id)}|${this.selected.has(r.id)}|${r.where}`;
     if (row.key === key) return;
     row.key = key;
     const text = (el, t) => { if (el.textContent !== t) el.textContent = t; };
@@ -188,6 +190,7 @@ export class RunList {
     text(row.preset, r.preset || "custom");
     text(row.dataset, COLUMNS.dataset[1](r) || "–");
     text(row.optimizer, tr.optimizer || "–");
+    text(row.where, r.where || "local");
     text(row.lr, tr.lr != null ? fmtNum(tr.lr, 3) : "–");
     text(row.batch, tr.batch_size != null ? String(tr.batch_size) : "–");
     if (!row.created.textContent) {
