@@ -15,12 +15,14 @@ from .presets import PRESETS, apply_overrides, get_preset
 from .spec import SpecError
 from .model import Model
 from .trainer import Trainer
+from .bsde import BSDE_PRESETS, BsdeSolver
 
 
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a preset or a config file headless")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", choices=list(PRESETS), help="a preset name (see `presets`)")
+    src.add_argument("--preset", choices=list(PRESETS) + list(BSDE_PRESETS),
+                     help="a preset name (see `presets`)")
     src.add_argument("--config", metavar="FILE.json", help="a run config: {model, train, dataset}")
     src.add_argument("--resume", metavar="FILE.npz",
                      help="continue exactly where a --checkpoint left off (its config, weights, "
@@ -63,9 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_presets(args) -> int:
-    width = max(len(n) for n in PRESETS)
+    width = max(len(n) for n in [*PRESETS, *BSDE_PRESETS])
     for name, p in PRESETS.items():
         print(f"{name:<{width}}  {p['title']}: target {p['target']:.1%} test accuracy")
+    for name, p in BSDE_PRESETS.items():
+        t = p["target"]
+        print(f"{name:<{width}}  {p['title']}: target u0 {t['u0']} within {t['band']:.1%}, "
+              f"validation loss below {t['valid_loss_below']:g}")
     return 0
 
 
@@ -77,7 +83,53 @@ def _bar(step: int, total: int, elapsed: float, loss: float, ips: float) -> str:
             f"loss {loss:.4f}  {ips:,.0f} img/s  ETA {eta:5.0f}s ")
 
 
+def cmd_bsde(args, config: dict) -> int:
+    """A Deep BSDE config ("task": "bsde"): progress on stderr, then a summary with u0."""
+    if args.iterations is not None:
+        config = {**config, "train": {**config.get("train", {}), "iterations": args.iterations}}
+    if args.seed is not None:
+        config = {**config, "train": {**config.get("train", {}), "seed": args.seed}}
+    try:
+        solver = BsdeSolver(config)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    total = solver.config["train"]["iterations"]
+    last = [0.0]
+
+    def emit(e: dict) -> None:
+        if args.json:
+            sys.stdout.write(json.dumps(e, allow_nan=False) + "\n")
+        elif e["type"] == "progress" and (time.perf_counter() - last[0] > 0.2 or e["step"] == total):
+            last[0] = time.perf_counter()
+            frac = e["step"] / total
+            sys.stderr.write(f"\r[{'#' * int(frac * 30)}{'.' * (30 - int(frac * 30))}] {e['step']}/{total} "
+                             f"loss {e['loss']:.4g}  u0 {e['u0']:.6f} ")
+        elif e["type"] == "eval":
+            sys.stderr.write("\n")
+            rel = "" if e["relative_error"] is None else f"  relative error {e['relative_error']:.2%}"
+            print(f"step {e['step']}: u0 {e['u0']:.6f}  valid loss {e['valid_loss']:.4g}{rel}", file=sys.stderr)
+    previous = signal.signal(signal.SIGINT, lambda *_: setattr(solver, "interrupted", True))
+    try:
+        done = solver.run(emit=emit, stop=lambda: getattr(solver, "interrupted", False))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    summary = {"summary": True, **{k: done[k] for k in ("status", "step", "u0", "reference",
+                                                        "relative_error", "valid_loss")},
+               "train_seconds": round(done["train_seconds"], 3)}
+    if args.json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        ref = "" if done["reference"] is None else (f" (reference {done['reference']}, relative "
+                                                    f"error {done['relative_error']:.2%})")
+        print(f"{done['status']}: u0 {done['u0']:.6f}{ref}, valid loss {done['valid_loss']:.4g}, "
+              f"{done['train_seconds']:.1f} s of training", file=sys.stderr)
+    return 0
+
+
 def cmd_train(args) -> int:
+    if args.preset in BSDE_PRESETS:
+        return cmd_bsde(args, BSDE_PRESETS[args.preset]["config"])
     resume_meta = None
     if args.resume:
         try:
@@ -103,6 +155,8 @@ def cmd_train(args) -> int:
         except (OSError, ValueError) as e:
             print(f"error: cannot read --config {args.config}: {e}", file=sys.stderr)
             return 2
+        if isinstance(config, dict) and config.get("task") == "bsde":
+            return cmd_bsde(args, config)
     options = {
         "epochs": args.epochs, "iterations": args.iterations, "lr": args.lr,
         "batch_size": args.batch_size, "seed": args.seed, "train_limit": args.train_limit,

@@ -15,8 +15,9 @@ def test_presets_lists_one_line_each():
     p = run("presets")
     assert p.returncode == 0
     lines = p.stdout.strip().splitlines()
-    assert len(lines) == len(PRESETS)
-    for name, line in zip(PRESETS, lines):
+    from engine.bsde import BSDE_PRESETS
+    assert len(lines) == len(PRESETS) + len(BSDE_PRESETS)
+    for name, line in zip([*PRESETS, *BSDE_PRESETS], lines):
         assert line.startswith(name) and "%" in line
 
 
@@ -122,3 +123,16 @@ def test_ctrl_c_then_resume_continues_exactly(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"not a zip")
     bad = run("train", "--resume", str(tmp_path / "x.npz"))
     assert bad.returncode == 2 and "--resume" in bad.stderr
+
+
+def test_train_a_bsde_preset_prints_u0_and_its_error():
+    p = run("train", "--preset", "bsde-hjb-d10", "--iterations", "200", "--json")
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(s) for s in p.stdout.splitlines()]
+    assert lines[0]["type"] == "run_started" and lines[0]["task"] == "bsde"
+    assert sum(d.get("type") == "progress" for d in lines) == 200
+    s = lines[-1]
+    assert s["summary"] and s["reference"] == 2.157022 and s["step"] == 200
+    assert abs(s["relative_error"] - abs(s["u0"] - 2.157022) / 2.157022) < 1e-12
+    bad = run("train", "--preset", "bsde-hjb-d10", "--iterations", "0")
+    assert bad.returncode == 2 and "train.iterations" in bad.stderr
