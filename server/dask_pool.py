@@ -53,6 +53,8 @@ def run_remote(topic: str, run_id: str, attempt: str, config: dict, start: dict 
     "fork", "data": npz bytes}``. Returns ``{"batches": N}`` (the pool settles the run after
     N batches)."""
     from distributed import Event, Queue, get_worker
+
+    from .sweep.dask_runner import send_batches
     worker = get_worker()
     claim = Event(f"{topic}-claim-{attempt}")
     if claim.is_set():
@@ -65,25 +67,9 @@ def run_remote(topic: str, run_id: str, attempt: str, config: dict, start: dict 
     sent = [0]
 
     def sender() -> None:
-        while True:
-            batch = [outbox.get()]
-            deadline = time.monotonic() + BATCH_SECONDS
-            while batch[-1] is not None and len(batch) < BATCH_EVENTS:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    batch.append(outbox.get(timeout=left))
-                except queue.Empty:
-                    break
-            last = batch[-1] is None
-            msgs = [b for b in batch if b is not None]
-            if msgs:
-                worker.log_event(topic, {"run": run_id, "attempt": attempt, "seq": sent[0],
-                                         "msgs": msgs})
-                sent[0] += 1
-            if last:
-                return
+        send_batches(outbox, lambda seq, msgs: worker.log_event(
+            topic, {"run": run_id, "attempt": attempt, "seq": seq, "msgs": msgs}), sent,
+            BATCH_SECONDS, BATCH_EVENTS)
 
     send_thread = threading.Thread(target=sender, daemon=True)
     send_thread.start()

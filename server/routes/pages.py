@@ -25,24 +25,23 @@ PLACEHOLDER = """<!doctype html>
 """
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def index(request: Request, settings: SettingsDep):
+def _page(request: Request, settings, template: str):
     try:
-        return request.app.state.templates.TemplateResponse(request, "index.html", {
+        return request.app.state.templates.TemplateResponse(request, template, {
             "token_required": settings.token_required,
             "version": request.app.version})
     except TemplateNotFound:      # the web folder (server/main.py: find_web_dir) has no page
         return HTMLResponse(PLACEHOLDER.format(where=escape(str(request.app.state.web_dir))))
 
 
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index(request: Request, settings: SettingsDep):
+    return _page(request, settings, "index.html")
+
+
 @router.get("/sweeps", response_class=HTMLResponse, include_in_schema=False)
 async def sweeps_page(request: Request, settings: SettingsDep):
-    try:
-        return request.app.state.templates.TemplateResponse(request, "sweeps.html", {
-            "token_required": settings.token_required,
-            "version": request.app.version})
-    except TemplateNotFound:
-        return HTMLResponse(PLACEHOLDER.format(where=escape(str(request.app.state.web_dir))))
+    return _page(request, settings, "sweeps.html")
 
 
 @router.get("/api/health", tags=["health"], summary="Liveness and load")

@@ -169,6 +169,31 @@ class ProgressCap:
         return out
 
 
+def send_batches(outbox: queue.SimpleQueue, send: Callable[[int, list], None], sent: list,
+                 batch_seconds: float = BATCH_SECONDS, batch_events: int = BATCH_EVENTS) -> None:
+    """Drain ``outbox`` until a ``None`` arrives, calling ``send(seq, msgs)`` with batches of
+    at most ``batch_events`` messages gathered for at most ``batch_seconds``; ``sent[0]``
+    counts the batches (the receiver settles a task after that many)."""
+    while True:
+        batch = [outbox.get()]
+        deadline = time.monotonic() + batch_seconds
+        while batch[-1] is not None and len(batch) < batch_events:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(outbox.get(timeout=left))
+            except queue.Empty:
+                break
+        last = batch[-1] is None
+        msgs = [b for b in batch if b is not None]
+        if msgs:
+            send(sent[0], msgs)
+            sent[0] += 1
+        if last:
+            return
+
+
 def run_trial(topic: str, number: int, config: dict, threads: int | None = None,
               batch_seconds: float = BATCH_SECONDS, batch_events: int = BATCH_EVENTS,
               snapshot_seconds: float = SNAPSHOT_SECONDS,
@@ -195,24 +220,8 @@ def run_trial(topic: str, number: int, config: dict, threads: int | None = None,
     sent = [0]
 
     def sender() -> None:
-        while True:
-            batch = [outbox.get()]
-            deadline = time.monotonic() + batch_seconds
-            while batch[-1] is not None and len(batch) < batch_events:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    batch.append(outbox.get(timeout=left))
-                except queue.Empty:
-                    break
-            last = batch[-1] is None
-            msgs = [b for b in batch if b is not None]
-            if msgs:
-                worker.log_event(topic, {"n": number, "seq": sent[0], "msgs": msgs})
-                sent[0] += 1
-            if last:
-                return
+        send_batches(outbox, lambda seq, msgs: worker.log_event(
+            topic, {"n": number, "seq": seq, "msgs": msgs}), sent, batch_seconds, batch_events)
 
     send_thread = threading.Thread(target=sender, name=f"trial-{number} sender", daemon=True)
     send_thread.start()
