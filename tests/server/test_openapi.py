@@ -10,9 +10,11 @@ from engine import PRESETS
 RUN = "/api/runs/{run_id}"
 BODY_OPS = [("post", "/api/runs"), ("patch", RUN), ("post", "/api/models/validate"),
             ("post", RUN + "/predict"), ("post", RUN + "/weights"), ("post", "/api/gradcheck"),
-            ("post", "/api/sweeps"), ("post", "/api/sweeps/{sweep_id}/extend")]
+            ("post", "/api/sweeps"), ("post", "/api/sweeps/{sweep_id}/extend"),
+            ("post", RUN + "/inspect")]
 CONFLICTS = [("patch", RUN), ("post", RUN + "/pause"), ("post", RUN + "/resume"),
-             ("post", RUN + "/weights"), ("post", "/api/gradcheck"), ("post", RUN + "/predict")]
+             ("post", RUN + "/weights"), ("post", "/api/gradcheck"), ("post", RUN + "/predict"),
+             ("post", RUN + "/inspect")]
 
 
 @pytest.fixture(scope="module")
