@@ -233,6 +233,25 @@ class Store:
             "SELECT json FROM events WHERE run_id = ? AND type = ? ORDER BY seq",
             (run_id, kind)).fetchall()]
 
+    def snapshot_steps(self, run_id: str) -> list[tuple[int, int, int]]:
+        """A run's stored snapshots, oldest first: ``[(seq, step, epoch)]`` (not their arrays)."""
+        return self.conn.execute(
+            "SELECT seq, json_extract(json, '$.step'), json_extract(json, '$.epoch') FROM events "
+            "WHERE run_id = ? AND type = 'snapshot' ORDER BY seq", (run_id,)).fetchall()
+
+    def eval_metrics(self, run_id: str) -> list[tuple[int, float | None, float | None]]:
+        """A run's stored evals, oldest first: ``[(step, test_accuracy, test_loss)]``."""
+        return self.conn.execute(
+            "SELECT json_extract(json, '$.step'), json_extract(json, '$.test_accuracy'), "
+            "json_extract(json, '$.test_loss') FROM events "
+            "WHERE run_id = ? AND type = 'eval' ORDER BY seq", (run_id,)).fetchall()
+
+    def event_at(self, run_id: str, seq: int) -> dict | None:
+        """One stored event, decoded (None if there is none at ``seq``)."""
+        row = self.conn.execute("SELECT json FROM events WHERE run_id = ? AND seq = ?",
+                                (run_id, seq)).fetchone()
+        return json.loads(row[0]) if row else None
+
     # ------------------------------------------------------------ sweeps
 
     def _has_sweeps(self) -> bool:

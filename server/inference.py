@@ -10,6 +10,7 @@ import copy
 import os
 import threading
 from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from engine import DatasetError, Model, SpecError, load_dataset, validate_config
 from engine.datasets import DATASETS_ENV, DatasetInfo, dataset_info
 from engine.events import encode_array
 from engine.gradcheck import check_model, verdict
+from engine.inspect import layer_outputs, layer_weights, saliency
 
 from .errors import ApiError
 from .npz import read_npz
@@ -167,3 +169,68 @@ def gradcheck(config: dict | None, model_spec: list | None, dataset: dict | None
     return {"rows": rows, "max_rel_error": v["max_rel_error"], "ok": v["status"] != "disagrees",
             "status": v["status"], "at_kinks": v["at_kinks"], "checked": v["checked"],
             "threshold": GRADCHECK_THRESHOLD}
+
+
+@lru_cache(maxsize=4)
+def _test_set(name: str, datasets_env: str | None):
+    """A dataset's test images and labels (cached: probes are asked for again and again)."""
+    data = load_dataset(name, train_limit=1)
+    return data.x_test, data.y_test
+
+
+def inspect(cache: ModelCache, config: dict, path: Path, image: int | None,
+            pixels: list[float] | None, what: list[str], cls: int | None = None) -> dict:
+    """Every layer's output, weights and/or the saliency for one image, with the run's
+    latest weights (engine.inspect does the math).
+
+    ``image``: a test-set index (a probe); ``pixels``: H*W greyscale values in 0..1, row by
+    row, copied to every channel (a drawing has no colour). Arrays are EncodedArrays.
+    """
+    info = run_dataset(config)
+    label = None
+    if image is not None:
+        x_test, y_test = _test_set(config["dataset"]["name"], os.environ.get(DATASETS_ENV))
+        n = len(x_test)
+        limit = config["dataset"].get("test_limit")
+        n = min(n, limit) if limit else n
+        if image >= n:
+            raise ApiError(422, ["body", "image"], f"image must be a test-set index in "
+                                                   f"0..{n - 1}, got {image}")
+        x = x_test[image].astype(np.float64) * (1 / 255)     # as Dataset.batch scales
+        label = int(y_test[image])
+    else:
+        if len(info.input_shape) != 3:
+            raise ApiError(422, ["body", "pixels"], f"the run's dataset {info.name} is not "
+                                                    "images; give a test image by index")
+        h, w, c = info.input_shape
+        if len(pixels) != h * w:
+            raise ApiError(422, ["body", "pixels"], f"pixels must be {h * w} values ({h} x {w}, "
+                                                    f"the run's dataset {info.name}), got "
+                                                    f"{len(pixels)}")
+        x = np.asarray(pixels, dtype=np.float64)
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+            raise ApiError(422, ["body", "pixels"], "pixels must be finite numbers in 0..1")
+        x = np.repeat(x.reshape(h, w, 1), c, axis=2)
+    if cls is not None and cls >= info.num_classes:
+        raise ApiError(422, ["body", "cls"], f"cls must be a class in 0..{info.num_classes - 1}")
+    model, meta = cache.get(config, path)
+    xm = x.astype(model.dtype)
+    outs = layer_outputs(model, xm)
+    scores = outs[-1]["array"][:1]
+    probs = model.loss_fn.probabilities(scores)[0]
+    out = {"step": meta.get("step"), "image": encode_array(x), "label": label,
+           "probabilities": [float(p) for p in probs], "predicted": int(np.argmax(probs))}
+    if "outputs" in what:
+        out["layers"] = [{"index": o["index"], "name": o["name"], "type": o["type"],
+                          "shape": o["shape"], "output": encode_array(o["array"][0])}
+                         for o in outs]
+    if "weights" in what:
+        out["weights"] = [{k: v for k, v in wt.items() if k != "bias"}
+                          | {"kernels": encode_array(wt["kernels"])}
+                          for wt in layer_weights(model)]
+    if "saliency" in what:
+        sal = saliency(model, xm, cls)
+        g = sal["gradient"]
+        out["saliency"] = {"cls": sal["cls"], "score": sal["score"], "gradient": encode_array(g),
+                           "abs_max": float(np.abs(g).max()) if g.size else 0.0}
+    return out

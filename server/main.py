@@ -23,7 +23,7 @@ from .broadcast import Broadcaster
 from .db import Store
 from .inference import ModelCache
 from .manager import RunManager
-from .routes import datasets, gradcheck, models, pages, presets, runs, spec, sweeps, ws
+from .routes import datasets, gradcheck, inspect, models, pages, presets, runs, spec, sweeps, ws
 from .schemas import GUARD
 from .security import GuardMiddleware
 from .settings import Settings
@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             exc, SweepConflict) else 400
         return errors.error_response(status, [{"loc": ["path", "sweep_id"], "msg": str(exc)}])
 
-    for module in (runs, sweeps, models, presets, datasets, gradcheck, spec, ws, pages):
+    for module in (runs, sweeps, models, inspect, presets, datasets, gradcheck, spec, ws, pages):
         app.include_router(module.router)
     app.add_middleware(GuardMiddleware, settings=settings)
     app.openapi = lambda: openapi_document(app)

@@ -282,6 +282,19 @@ class PredictBody(Strict):
                                           "(28 x 28 for MNIST)")
 
 
+class InspectBody(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=one_shape(
+        ("image", ("pixels",)), ("pixels", ("image",))))
+    image: int | None = Field(None, ge=0, description="a test-set image by index (a probe)")
+    pixels: list[float] | None = Field(None, min_length=1, max_length=4096,
+                                       description="a drawn image: H*W floats in 0..1, row "
+                                                   "by row (784 for MNIST)")
+    what: list[Literal["outputs", "weights", "saliency"]] = Field(
+        ["outputs"], min_length=1, max_length=3, description="what to compute")
+    cls: int | None = Field(None, ge=0, description="saliency of this class (default: the "
+                                                    "predicted one)")
+
+
 class GradcheckBody(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra=one_shape(
         ("run_id", ("model",)), ("model", ("run_id",))))
@@ -465,6 +478,56 @@ class PredictOut(BaseModel):
     feature_maps: dict[str, Any] | None = Field(None, description="EncodedArray (H', W', F) or "
                                                                   "(units,)")
     step: int | None
+
+
+class LayerOut(BaseModel):
+    index: int
+    name: str = Field(description="'<index>.<type>', as in parameter names")
+    type: str
+    shape: list[int] = Field(description="the output's shape (no batch axis)")
+    output: dict[str, Any] = Field(description="EncodedArray of that shape")
+
+
+class LayerWeightsOut(BaseModel):
+    index: int
+    name: str
+    type: str
+    shape: list[int] = Field(description="the kernel as stored: (kh, kw, C, F) or (D, units)")
+    kernels: dict[str, Any] = Field(description="EncodedArray (shown, kh, kw, C) for conv; "
+                                                "(shown, H, W, C) for a dense layer on the "
+                                                "image, else (shown, D)")
+    shown: int
+    total: int
+
+
+class SaliencyOut(BaseModel):
+    cls: int
+    score: float
+    gradient: dict[str, Any] = Field(description="EncodedArray (H, W, C): d score / d pixel")
+    abs_max: float = Field(description="the largest |gradient| (the encoding's range is signed)")
+
+
+class InspectOut(BaseModel):
+    step: int | None = Field(description="the step of the weights used (null: imported)")
+    image: dict[str, Any] = Field(description="EncodedArray (H, W, C): the input, 0..1")
+    label: int | None = Field(description="the true class of a test image; null when drawn")
+    probabilities: list[float]
+    predicted: int
+    layers: list[LayerOut] | None = None
+    weights: list[LayerWeightsOut] | None = None
+    saliency: SaliencyOut | None = None
+
+
+class SnapshotItem(BaseModel):
+    seq: int
+    step: int
+    epoch: int
+    test_accuracy: float | None = Field(description="of the last eval at or before this step")
+    test_loss: float | None
+
+
+class SnapshotList(BaseModel):
+    snapshots: list[SnapshotItem]
 
 
 class GradRow(BaseModel):

@@ -11,10 +11,12 @@ RUN = "/api/runs/{run_id}"
 BODY_OPS = [("post", "/api/runs"), ("patch", RUN), ("post", "/api/models/validate"),
             ("post", RUN + "/predict"), ("post", RUN + "/weights"), ("post", "/api/gradcheck"),
             ("post", "/api/sweeps"), ("post", "/api/sweeps/{sweep_id}/extend"),
-            ("post", RUN + "/fork"), ("post", RUN + "/tempo"), ("post", RUN + "/step")]
+            ("post", RUN + "/fork"), ("post", RUN + "/tempo"), ("post", RUN + "/step"),
+            ("post", RUN + "/inspect")]
 CONFLICTS = [("patch", RUN), ("post", RUN + "/pause"), ("post", RUN + "/resume"),
              ("post", RUN + "/weights"), ("post", "/api/gradcheck"), ("post", RUN + "/predict"),
-             ("post", RUN + "/continue"), ("post", RUN + "/tempo"), ("post", RUN + "/step")]
+             ("post", RUN + "/continue"), ("post", RUN + "/tempo"), ("post", RUN + "/step"),
+             ("post", RUN + "/inspect")]
 
 
 @pytest.fixture(scope="module")
