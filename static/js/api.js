@@ -56,6 +56,8 @@ export const api = {
   command: (id, what) => request("POST", `/api/runs/${id}/${what}`),
   patch: (id, body) => request("PATCH", `/api/runs/${id}`, body),
   predict: (id, image) => request("POST", `/api/runs/${id}/predict`, { image }),
+  inspect: (id, body) => request("POST", `/api/runs/${id}/inspect`, body),
+  snapshots: (id, step) => request("GET", `/api/runs/${id}/snapshots${step == null ? "" : `?step=${step}`}`),
   gradcheck: (body) => request("POST", "/api/gradcheck", body),
   weightsUrl: (id) => withToken(`/api/runs/${id}/weights`),
 };

@@ -9,7 +9,7 @@ import { Smoother, decimate, lowerBound } from "./series.js";
 
 export const COLORS = {
   raw: "rgba(0, 114, 178, 0.28)", smooth: "#0072B2", train: "#009E73", test: "#D55E00",
-  marker: "#7c3aed", diverged: "#b91c1c", grid: "rgba(0,0,0,0.07)", axis: "#4b5563",
+  marker: "#7c3aed", mark: "#111827", diverged: "#b91c1c", grid: "rgba(0,0,0,0.07)", axis: "#4b5563",
 };
 // Okabe-Ito, readable for colour-blind people, for overlaid runs.
 export const RUN_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"];
@@ -218,7 +218,7 @@ export class RunChart extends ZoomableChart {
     const p = state.progress, ev = state.evals;
     const smoothing = this.kind.solid ? 0 : view.smoothing;
     const { width } = this.size();
-    const key = `${p.n}|${ev.n}|${state.markers.length}|${!!state.diverged}|${(state.wrecks || []).map((w) => `w${w.undone}`).join()}|${smoothing}|${this.log}|${this.zoom}|${width}`;
+    const key = `${p.n}|${ev.n}|${state.markers.length}|${!!state.diverged}|${(state.wrecks || []).map((w) => `w${w.undone}`).join()}|${smoothing}|${this.log}|${this.zoom}|${width}|${view.mark ?? ""}`;
     if (key === this.key) return;
     this.key = key;
     if (this.u.width !== width) this.u.setSize(this.size());
@@ -259,6 +259,8 @@ export class RunChart extends ZoomableChart {
     }
     data.push(...evalCols);
     this.markers = markerList(state);
+    // the time-lapse's step (timelapse.js), while it is held
+    if (view.mark != null) this.markers.push({ step: view.mark, label: `step ${fmtInt(view.mark)}`, color: COLORS.mark, mark: true });
     this.u.setData(data);
     // readout: the newest values in words
     if (n) {
