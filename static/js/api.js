@@ -66,6 +66,8 @@ export const api = {
   deleteSweep: (id) => request("DELETE", `/api/sweeps/${id}`),
   sweepPresets: () => request("GET", "/api/sweep-presets"),
   predict: (id, image) => request("POST", `/api/runs/${id}/predict`, { image }),
+  inspect: (id, body) => request("POST", `/api/runs/${id}/inspect`, body),
+  snapshots: (id, step) => request("GET", `/api/runs/${id}/snapshots${step == null ? "" : `?step=${step}`}`),
   gradcheck: (body) => request("POST", "/api/gradcheck", body),
   weightsUrl: (id) => withToken(`/api/runs/${id}/weights`),
 };

@@ -24,6 +24,9 @@ import { ComparePanel } from "./ui/compare.js";
 import { RunBar, Banner, WreckBanner, retryLr } from "./ui/runbar.js";
 import { ForkDialog, lineagePrefix, nearestStep } from "./ui/fork.js";
 import { layerText } from "./ui/compare.js";
+import { TimeLapse } from "./ui/timelapse.js";
+import { LayerView } from "./ui/layers.js";
+import { PerClassChart } from "./ui/perclass.js";
 
 const clone = (x) => (x == null ? x : JSON.parse(JSON.stringify(x)));
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
@@ -57,6 +60,9 @@ class App {
     this.norms = new NormsTable($("#norms"));
     this.confusion = new ConfusionMatrix($("#confusion"));
     this.gallery = new MisclassifiedGallery($("#misclassified"), this.samples);
+    this.timelapse = new TimeLapse($("#timelapse"), { requestDraw: req });
+    this.layerView = new LayerView($("#layer-view"));
+    this.perclass = new PerClassChart($("#perclass"));
     this.compareView = new ComparePanel($("#compare"), { requestDraw: req });
     this.runList = new RunList($("#run-list"), {
       onWatch: (id) => this.watch(id),
@@ -92,7 +98,7 @@ class App {
     this.predictMaps = $("#predict-maps");
     this.predictMapsCaption = $("#predict-maps-caption");
     this.predictSeq = 0;
-    this.drawpad = new DrawPad($("#drawpad"), { onImage: (rows) => this.predict(rows) });
+    this.drawpad = new DrawPad($("#drawpad"), { onImage: (rows) => { this.predict(rows); this.layerView.setDrawing(rows); req(); } });
 
     // design
     this.editor = new LayerEditor($("#layers"), { onChange: () => { this.hparams.syncDropout(); this.designChanged(); } });
@@ -273,6 +279,7 @@ class App {
   resetViews() {
     for (const c of this.charts) c.reset();
     this.kernels.reset(); this.fmaps.reset(); this.norms.reset(); this.confusion.reset(); this.gallery.reset();
+    this.timelapse.reset(); this.layerView.reset(); this.perclass.reset();
     this.liveKey = null;
     this.headerKey = null;
   }
@@ -587,6 +594,10 @@ class App {
     this.wreckBanner.update(s);
     this.drawHeader(s);
     t("bar");
+    // the time-lapse: the snapshot cards draw the run as at step k, the charts mark k
+    this.timelapse.update(s);
+    const at = this.timelapse.view(s);
+    this.view.mark = this.timelapse.markStep(s);
     this.charts[0].update(s, this.view); t("loss");
     // batch accuracy moves in steps of 1/batch and is read as a trend: 10 redraws a second are
     // enough, and each canvas redrawn costs the compositor a copy (measured ~2 ms a frame)
@@ -594,11 +605,13 @@ class App {
     // the learning rate changes rarely: redraw it at most 5 times a second (a trailing frame
     // makes sure its last state is drawn)
     if (this.throttle("lr", 200)) { this.charts[2].update(s, this.view); t("lr"); }
-    this.kernels.update(s); t("kernels");
-    this.fmaps.update(s); t("featureMaps");
-    this.norms.update(s); t("norms");
-    this.confusion.update(s);
+    this.kernels.update(at); t("kernels");
+    this.fmaps.update(at); t("featureMaps");
+    this.norms.update(at); t("norms");
+    this.confusion.update(at);
     this.gallery.update(s); t("evaluation");
+    this.perclass.update(s);
+    this.layerView.update(s, s ? this.runs.get(s.runId) : null); t("lookDeeper");
     if (s && s.summary && s.summary.input_shape) this.drawpad.setInputShape(s.summary.input_shape.slice(0, 2));
     const cmp = this.compare.map((id) => ({ state: this.state(id), run: this.runs.get(id) }));
     this.compareView.update(cmp, this.view); t("compare");

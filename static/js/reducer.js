@@ -57,10 +57,12 @@ export function initialRunState(runId, run = null) {
     latest: null,           // the newest progress event
     evals: {
       n: 0, step: [], trainLoss: [], trainAccuracy: [], testLoss: [], testAccuracy: [],
+      confusion: [],        // per eval: the [true][predicted] counts (per-class accuracy, time-lapse)
     },
     lastEval: null,         // confusion + misclassified of the newest eval
     snapshot: null,         // newest snapshot, arrays decoded
     snapshots: 0,
+    history: [],            // every stored snapshot (as state.snapshot), oldest first: stateAt(k)
     norms: { step: [], byName: new Map() },   // name -> {weight: [], grad: []} per snapshot
     markers: [],            // [{step, changes, previous}] from hparams_changed
     hparams: null,          // current {lr, momentum, weight_decay}
@@ -139,6 +141,7 @@ export function reduceRun(state, ev) {
       e.trainAccuracy.push(ev.train_accuracy);
       e.testLoss.push(ev.test_loss);
       e.testAccuracy.push(ev.test_accuracy);
+      e.confusion.push(ev.confusion || null);
       e.n++;
       state.lastEval = ev;
       break;
@@ -154,6 +157,8 @@ export function reduceRun(state, ev) {
         norms: ev.norms || [],
       };
       state.snapshots++;
+      // stored snapshots make the time-lapse; a transient one is live-only (never replayed)
+      if (!ev.transient) state.history.push(state.snapshot);
       const nm = state.norms;
       nm.step.push(ev.step);
       for (const row of ev.norms || []) {
@@ -300,4 +305,49 @@ export function progressIndexOf(state, s) {
     if (steps[mid] < s) lo = mid + 1; else hi = mid;
   }
   return lo;
+}
+
+// ---------------------------------------------------------------- looking back (time-lapse)
+
+/** Index of the last history snapshot with step <= k (0 when k is before the first). */
+export function historyIndexAt(state, k) {
+  const hs = state.history;
+  let lo = 0, hi = hs.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (hs[mid].step <= k) lo = mid + 1; else hi = mid; }
+  return Math.max(0, lo - 1);
+}
+
+/** The run as it was at step k, for the snapshot views: a new object sharing state's parts,
+ *  with `snapshot` the stored one at or before k (the first when k is before it), `lastEval`
+ *  the eval at or before that snapshot's step and `at` its step. Pure: `state` is not changed. */
+export function stateAt(state, k) {
+  if (!state.history.length) return state;
+  const i = historyIndexAt(state, k);
+  const snap = state.history[i];
+  const e = state.evals;
+  let j = -1;
+  for (let a = e.n - 1; a >= 0; a--) if (e.step[a] <= snap.step) { j = a; break; }
+  const lastEval = j < 0 ? null : {
+    step: e.step[j], test_accuracy: e.testAccuracy[j], test_loss: e.testLoss[j],
+    train_accuracy: e.trainAccuracy[j], train_loss: e.trainLoss[j], confusion: e.confusion[j],
+    misclassified: [],
+  };
+  // `snapshots` is the cards' redraw counter: i + 0.5 is never a live state's count
+  return { ...state, snapshot: snap, snapshots: i + 0.5, lastEval, at: snap.step, atIndex: i };
+}
+
+/** Per-class test accuracy at each eval: {step: [...], classes: [[acc per eval] x C]}
+ *  from the confusion matrices (row i: true class i; null when a class has no test image). */
+export function perClassAccuracy(state) {
+  const e = state.evals, steps = [], classes = [];
+  for (let j = 0; j < e.n; j++) {
+    const cm = e.confusion[j];
+    if (!cm) continue;
+    steps.push(e.step[j]);
+    cm.forEach((row, i) => {
+      const total = row.reduce((a, b) => a + b, 0);
+      (classes[i] ||= new Array(steps.length - 1).fill(null)).push(total ? row[i] / total : null);
+    });
+  }
+  return { step: steps, classes };
 }

@@ -9,7 +9,7 @@ import { Smoother, decimate, lowerBound } from "./series.js";
 
 export const COLORS = {
   raw: "rgba(0, 114, 178, 0.28)", smooth: "#0072B2", train: "#009E73", test: "#D55E00",
-  marker: "#7c3aed", diverged: "#b91c1c", grid: "rgba(0,0,0,0.07)", axis: "#4b5563",
+  marker: "#7c3aed", mark: "#111827", diverged: "#b91c1c", grid: "rgba(0,0,0,0.07)", axis: "#4b5563",
   parent: "rgba(75, 85, 99, 0.45)",
 };
 // Okabe-Ito, readable for colour-blind people, for overlaid runs.
@@ -244,7 +244,7 @@ export class RunChart extends ZoomableChart {
       this.withPrefix = pre.step.length > 0;
       this.rebuild();
     }
-    const key = `${p.n}|${ev.n}|${state.markers.length}|${!!state.diverged}|${(state.wrecks || []).map((w) => `w${w.undone}`).join()}|${smoothing}|${this.log}|${this.zoom}|${width}|${pre.step.length}|${(state.continuations || []).length}`;
+    const key = `${p.n}|${ev.n}|${state.markers.length}|${!!state.diverged}|${(state.wrecks || []).map((w) => `w${w.undone}`).join()}|${smoothing}|${this.log}|${this.zoom}|${width}|${pre.step.length}|${(state.continuations || []).length}|${view.mark ?? ""}`;
     if (key === this.key) return;
     this.key = key;
     if (this.u.width !== width) this.u.setSize(this.size());
@@ -293,6 +293,8 @@ export class RunChart extends ZoomableChart {
     for (let c = 1; c < data.length; c++) full.push(nulls.concat(data[c]));
     if (this.withPrefix) full.push(preVal.concat(new Array(m).fill(null)));
     this.markers = markerList(state);
+    // the time-lapse's step (timelapse.js), while it is held
+    if (view.mark != null) this.markers.push({ step: view.mark, label: `step ${fmtInt(view.mark)}`, color: COLORS.mark, mark: true });
     this.u.setData(full);
     // readout: the newest values in words
     if (n) {
