@@ -65,7 +65,7 @@ def test_layer_picker_saliency_and_per_class(page, server, lenet_done, artifacts
     card = page.locator(".layers-card")
     card.scroll_into_view_if_needed()
     expect(page.locator("#layers-status")).to_contain_text("predicted")
-    page.get_by_label("Layer", exact=True).select_option(str(second["index"]))
+    page.get_by_label("Layer to show", exact=True).select_option(str(second["index"]))
     caption = page.locator("#layers-out-caption")
     expect(caption).to_contain_text(f"Layer {second['index'] + 1} (conv2d) output {shape}")
     expect(caption).to_contain_text(f"{second['output_shape'][-1]} maps")
@@ -74,7 +74,7 @@ def test_layer_picker_saliency_and_per_class(page, server, lenet_done, artifacts
     assert canvas(page, "#layers-weights")["distinct"] > 2
     # a dense layer: its activations as a strip of units
     dense = next(layer for layer in layers if layer["type"] == "dense")
-    page.get_by_label("Layer", exact=True).select_option(str(dense["index"]))
+    page.get_by_label("Layer to show", exact=True).select_option(str(dense["index"]))
     expect(caption).to_contain_text(f"({dense['output_shape'][0]},)")
     expect(caption).to_contain_text("unit activations")
     # saliency over the probe: grey image plus blue/orange

@@ -19,8 +19,8 @@ export const layerTitle = (l) => `Layer ${l.index + 1} (${l.type})`;
 export class LayerView {
   constructor(root) {
     this.root = root;
-    this.source = h("select", { id: "layers-source", onchange: () => { this.key = ""; this.fetchKey = ""; } });
-    this.layer = h("select", { id: "layers-layer", onchange: () => { this.chosen = +this.layer.value; this.drawKey = ""; this.draw(); } });
+    this.source = h("select", { id: "layers-source", "aria-label": "Image to inspect", onchange: () => { this.key = ""; this.fetchKey = ""; } });
+    this.layer = h("select", { id: "layers-layer", "aria-label": "Layer to show", onchange: () => { this.chosen = +this.layer.value; this.drawKey = ""; this.draw(); } });
     this.status = h("p", { class: "small muted", id: "layers-status", "aria-live": "polite" }, "No run selected.");
     this.outCaption = h("p", { class: "small", id: "layers-out-caption" });
     this.outCanvas = h("canvas", { class: "tiles", id: "layers-out", role: "img", "aria-label": "The layer's output" });
