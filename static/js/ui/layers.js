@@ -85,6 +85,10 @@ export class LayerView {
       return;
     }
     const wstep = run ? run.weights_step : null;
+    if (wstep == null) {       // nothing saved yet: inspect would answer 409
+      this.status.textContent = "Waiting for the run's first saved weights…";
+      return;
+    }
     const fk = `${state.runId}|${this.source.value}|${wstep}|${this.source.value === "draw" ? this.drawing.join() : ""}`;
     if (fk !== this.fetchKey && !this.busy) { this.fetchKey = fk; this.fetch(state); }
   }
