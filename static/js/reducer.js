@@ -252,9 +252,16 @@ function foldWreck(state, ev) {
   const w = state.wreckWatch;
   if (ev.type === "hparams_changed") {
     const ch = ev.changes || {}, prev = ev.previous || {};
+    let undo = false;
     for (const x of state.wrecks) {
-      if (x.undone == null && Object.keys(x.previous).length && Object.entries(x.previous).every(([k, v]) => ch[k] === v)) x.undone = ev.step;
+      if (x.undone == null && Object.keys(x.previous).length && Object.entries(x.previous).every(([k, v]) => ch[k] === v)) {
+        x.undone = ev.step;
+        undo = true;
+      }
     }
+    // An undo restores the values from before a wreck: a run still recovering from the wreck
+    // may fall further after it, which is not the undo's doing (nor news).
+    if (undo) { w.pending = null; return; }
     w.pending = w.pending
       ? { ...w.pending, changes: { ...w.pending.changes, ...ch }, previous: { ...prev, ...w.pending.previous } }
       : { step: ev.step, changes: { ...ch }, previous: { ...prev }, before: w.lastEval };

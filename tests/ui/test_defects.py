@@ -72,6 +72,10 @@ def test_fold_flags_a_sharp_fall_after_a_live_change_only(page, server):
     assert w["changes"] == {"lr": 60.0} and w["previous"] == {"lr": 3.0}   # both changes, first previous
     assert w["changeStep"] == 120 and w["undone"] == 210 and "fell 61.2 points" in w["reason"]
     assert out["lr"] == 3.0
+    # the undo is not judged itself: a run still recovering may fall further after it
+    again = fold(page, server, evs(ev_eval(100, 0.93), ev_change(120, 50.0, 3.0), ev_eval(200, 0.348),
+                                   ev_change(210, 3.0, 50.0), ev_eval(300, 0.246)))
+    assert len(again["wrecks"]) == 1 and again["wrecks"][0]["undone"] == 210
     # a small dip after a change, a fall with no change before it, a change with no eval before it
     for seq in (evs(ev_eval(100, 0.93), ev_change(120, 0.3, 3.0), ev_eval(200, 0.90)),
                 evs(ev_eval(100, 0.93), ev_eval(200, 0.30)),
