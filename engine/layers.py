@@ -274,19 +274,31 @@ class BatchNorm(Layer):
 
     Works after Dense ``(N, D)`` and after Conv2D ``(N, H, W, C)``. Keeps running
     statistics (``momentum`` as in Keras) for evaluation.
+
+    gamma starts at 1 and beta at 0, unless ``gamma_min``/``gamma_max`` ask for
+    U(gamma_min, gamma_max) and ``beta_std`` for N(0, beta_std^2): the Deep BSDE reference
+    code's subnets start with U(0.1, 0.5) and N(0, 0.1^2). Only then is the model's RNG drawn
+    from, so nets with the default start are unchanged.
     """
 
     type = "batchnorm"
     aliases = ("batch_norm",)
-    fields = {"momentum": Field(FLOAT, 0.9, 0.0, 0.9999), "epsilon": Field(FLOAT, 1e-5, 1e-12, 1.0)}
+    fields = {"momentum": Field(FLOAT, 0.9, 0.0, 0.9999), "epsilon": Field(FLOAT, 1e-5, 1e-12, 1.0),
+              "gamma_min": Field(FLOAT, 1.0, -100.0, 100.0), "gamma_max": Field(FLOAT, 1.0, -100.0, 100.0),
+              "beta_std": Field(FLOAT, 0.0, 0.0, 100.0)}
     breaks_sharding = True
 
-    def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5):
+    def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5, gamma_min: float = 1.0,
+                 gamma_max: float = 1.0, beta_std: float = 0.0):
         super().__init__()
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
+        self.gamma_min, self.gamma_max = float(gamma_min), float(gamma_max)
+        self.beta_std = float(beta_std)
 
     def compute_output_shape(self, input_shape):
+        if self.gamma_min > self.gamma_max:
+            raise ShapeError(f"gamma_min {self.gamma_min:g} is above gamma_max {self.gamma_max:g}")
         return tuple(input_shape)
 
     def count_params(self, input_shape):
@@ -297,8 +309,11 @@ class BatchNorm(Layer):
 
     def build(self, input_shape, rng, dtype, default_init=None):
         c = input_shape[-1]
-        self.params = [Param(np.ones(c, dtype=dtype), f"{self.index}.batchnorm.gamma", decay=False),
-                       Param(np.zeros(c, dtype=dtype), f"{self.index}.batchnorm.beta", decay=False)]
+        gamma = (rng.uniform(self.gamma_min, self.gamma_max, c) if self.gamma_min < self.gamma_max
+                 else np.full(c, self.gamma_min))
+        beta = rng.standard_normal(c) * self.beta_std if self.beta_std > 0 else np.zeros(c)
+        self.params = [Param(gamma.astype(dtype), f"{self.index}.batchnorm.gamma", decay=False),
+                       Param(beta.astype(dtype), f"{self.index}.batchnorm.beta", decay=False)]
         self.running_mean = np.zeros(c, dtype=dtype)
         self.running_var = np.ones(c, dtype=dtype)
 
@@ -331,7 +346,10 @@ class BatchNorm(Layer):
         return (inv / m) * (m * dxhat - dxhat.sum(axis=axes) - xhat * (dxhat * xhat).sum(axis=axes))
 
     def get_config(self):
-        return {"type": self.type, "momentum": self.momentum, "epsilon": self.epsilon}
+        out = {"type": self.type, "momentum": self.momentum, "epsilon": self.epsilon}
+        if (self.gamma_min, self.gamma_max, self.beta_std) != (1.0, 1.0, 0.0):
+            out.update(gamma_min=self.gamma_min, gamma_max=self.gamma_max, beta_std=self.beta_std)
+        return out
 
 
 #: every layer by its config ``type``, in the order the page lists them

@@ -122,3 +122,25 @@ def test_initialisers_take_their_defaults_from_the_one_table(monkeypatch):
         tripled = init_array({"type": kind}, shape, 200, 50, rng(), np.float64)
         np.testing.assert_allclose(tripled, 3 * same)
     assert not init_bias({"type": "normal"}, (5,), rng(), np.float64).any()
+
+
+def test_batchnorm_start_draws_gamma_and_beta_only_when_asked():
+    """gamma ~ U(gamma_min, gamma_max) and beta ~ N(0, beta_std^2) (the Deep BSDE reference's
+    start); the default start (1, 0) draws nothing, so other nets' weights are unchanged."""
+    import numpy as np
+    from engine import Model
+    from engine.spec import SpecError
+    plain = [{"type": "dense", "units": 50}, {"type": "batchnorm"}]
+    drawn = [{"type": "dense", "units": 50},
+             {"type": "batchnorm", "gamma_min": 0.1, "gamma_max": 0.5, "beta_std": 0.1}]
+    a, b = Model(plain, (8,), 50, seed=4), Model(drawn, (8,), 50, seed=4)
+    assert np.array_equal(a.params[0].value, b.params[0].value)
+    assert np.all(a.params[2].value == 1) and np.all(a.params[3].value == 0)
+    gamma, beta = b.params[2].value, b.params[3].value
+    assert gamma.min() >= 0.1 and gamma.max() <= 0.5 and gamma.std() > 0.05
+    assert 0.05 < beta.std() < 0.2
+    assert b.get_config()[1]["gamma_min"] == 0.1 and "gamma_min" not in a.get_config()[1]
+    with pytest.raises(SpecError) as e:
+        validate_model([{"type": "dense", "units": 5},
+                        {"type": "batchnorm", "gamma_min": 0.5, "gamma_max": 0.1}], (8,), 5)
+    assert e.value.errors[0]["loc"][:2] == ["model", 1] and "gamma_min" in e.value.errors[0]["msg"]
