@@ -155,20 +155,27 @@ class Trainer:
     def _poll(self) -> bool:
         """Apply pending commands; block while paused, and between steps as long as the
         tempo asks. Returns False to stop."""
-        if self.stepping:            # a Step while paused: take them, then pause again
+        # A Step while paused: take its steps, then pause again at once. (Queueing the pause
+        # behind the commands would let a Step sent meanwhile be read while "running", where
+        # it means nothing, and be lost.)
+        pause_now = False
+        if self.stepping:
             self.stepping -= 1
-            if self.stepping == 0:
-                self.control._q.put(("pause", "after-step"))
+            pause_now = self.stepping == 0
         while True:
-            wait = 0.0
-            if self.tempo and self.last_step_at is not None:
-                wait = self.last_step_at + 1.0 / self.tempo - time.perf_counter()
-            cmd = self.control.get(block=wait > 0, timeout=wait if wait > 0 else None)
-            if cmd is None:
-                if wait > 0:
-                    continue         # woke on time: check the clock again
-                return True
-            kind = self._apply(cmd)
+            if pause_now:
+                pause_now = False
+                cmd, kind = ("pause", "after-step"), "pause"
+            else:
+                wait = 0.0
+                if self.tempo and self.last_step_at is not None:
+                    wait = self.last_step_at + 1.0 / self.tempo - time.perf_counter()
+                cmd = self.control.get(block=wait > 0, timeout=wait if wait > 0 else None)
+                if cmd is None:
+                    if wait > 0:
+                        continue         # woke on time: check the clock again
+                    return True
+                kind = self._apply(cmd)
             if kind == "stop":
                 return False
             if kind == "resume" and self.stepping:   # Resume during a Step: keep going

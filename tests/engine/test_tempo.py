@@ -71,6 +71,31 @@ def test_step_while_paused_takes_exactly_that_many_steps():
     assert [e for e in events if e.type == "run_finished"][0].status == "completed"
 
 
+def test_a_step_sent_while_the_last_one_is_taken_is_not_lost():
+    """Step(3) sent as step 1 of a Step(1) ends (here: from inside its progress event, so
+    before the trainer looks at its commands again) still takes its three steps. It used to
+    be read while the trainer counted as running, where a Step means nothing."""
+    control, events, done = Control(), [], threading.Event()
+
+    def emit(e):
+        events.append(e)
+        if e.type == "progress" and e.step == 1:
+            control.step(3)
+        if e.type == "progress" and e.step == 4:
+            done.set()
+    control.pause()
+    control.step()
+    t = Trainer(cfg(), emit=emit, control=control)
+    th = threading.Thread(target=t.run)
+    th.start()
+    reached = done.wait(20)
+    time.sleep(0.2)
+    control.stop()
+    th.join(30)
+    assert reached, [e.step for e in events if e.type == "progress"]
+    assert [e.step for e in events if e.type == "progress"] == [1, 2, 3, 4]
+
+
 def test_bad_tempo_and_step_values_are_refused():
     import pytest
     c = Control()
