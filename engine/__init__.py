@@ -11,8 +11,28 @@ from .model import Model
 from .presets import PRESETS, apply_overrides, get_preset, preset_info, preset_names
 from .spec import SpecError, validate_config, validate_model
 from .trainer import Control, Trainer, train
+from .bsde import BSDE_PRESETS, BsdeSolver, validate_bsde_run
 
-__all__ = ["AvgPool2D", "BatchNorm", "Control", "Conv2D", "Dataset", "DatasetError", "Dense",
+
+def is_bsde(config) -> bool:
+    """A Deep BSDE run config (``"task": "bsde"``) rather than an image one."""
+    return isinstance(config, dict) and config.get("task") == "bsde"
+
+
+def validate_run_config(config: dict) -> tuple[dict, dict]:
+    """``(normalised config, summary)`` of an image or a bsde run config; ``SpecError`` else."""
+    return validate_bsde_run(config) if is_bsde(config) else validate_config(config)
+
+
+def make_trainer(config: dict, emit=None, control: Control | None = None):
+    """The trainer of a run config: ``Trainer`` (images) or ``BsdeSolver``; both take the same
+    ``Control`` and report through ``emit``."""
+    if is_bsde(config):
+        return BsdeSolver(config, emit=emit, control=control)
+    return Trainer(config, emit=emit, control=control)
+
+__all__ = ["BSDE_PRESETS", "BsdeSolver", "is_bsde", "make_trainer", "validate_run_config",
+           "AvgPool2D", "BatchNorm", "Control", "Conv2D", "Dataset", "DatasetError", "Dense",
            "Dropout", "EVENT_TYPES", "Event", "Flatten", "LeakyReLU", "MaxPool2D", "Model",
            "PRESETS", "Param", "ReLU", "Sigmoid", "SpecError", "Tanh", "Trainer",
            "apply_overrides", "get_preset", "list_datasets", "load_dataset", "preset_info",

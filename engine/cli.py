@@ -89,15 +89,18 @@ def cmd_bsde(args, config: dict) -> int:
         config = {**config, "train": {**config.get("train", {}), "iterations": args.iterations}}
     if args.seed is not None:
         config = {**config, "train": {**config.get("train", {}), "seed": args.seed}}
+    from .trainer import Control
+    control = Control()
     try:
-        solver = BsdeSolver(config)
+        solver = BsdeSolver(config, control=control)
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     total = solver.config["train"]["iterations"]
     last = [0.0]
 
-    def emit(e: dict) -> None:
+    def emit(event) -> None:
+        e = event.to_json_dict()
         if args.json:
             sys.stdout.write(json.dumps(e, allow_nan=False) + "\n")
         elif e["type"] == "progress" and (time.perf_counter() - last[0] > 0.2 or e["step"] == total):
@@ -105,24 +108,26 @@ def cmd_bsde(args, config: dict) -> int:
             frac = e["step"] / total
             sys.stderr.write(f"\r[{'#' * int(frac * 30)}{'.' * (30 - int(frac * 30))}] {e['step']}/{total} "
                              f"loss {e['loss']:.4g}  u0 {e['u0']:.6f} ")
-        elif e["type"] == "eval":
+        elif e["type"] == "bsde_eval" and e["step"]:
             sys.stderr.write("\n")
             rel = "" if e["relative_error"] is None else f"  relative error {e['relative_error']:.2%}"
-            print(f"step {e['step']}: u0 {e['u0']:.6f}  valid loss {e['valid_loss']:.4g}{rel}", file=sys.stderr)
-    previous = signal.signal(signal.SIGINT, lambda *_: setattr(solver, "interrupted", True))
+            print(f"step {e['step']}: u0 {e['u0']:.6f}  valid loss {e['valid_loss']:.4g} "
+                  f"(z = 0: {e['z0_loss']:.4g}){rel}", file=sys.stderr)
+    solver.emit = emit
+    previous = signal.signal(signal.SIGINT, lambda *_: control.stop())
     try:
-        done = solver.run(emit=emit, stop=lambda: getattr(solver, "interrupted", False))
+        done = solver.run()
     finally:
         signal.signal(signal.SIGINT, previous)
     summary = {"summary": True, **{k: done[k] for k in ("status", "step", "u0", "reference",
-                                                        "relative_error", "valid_loss")},
+                                                        "relative_error", "valid_loss", "z0_loss")},
                "train_seconds": round(done["train_seconds"], 3)}
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
         ref = "" if done["reference"] is None else (f" (reference {done['reference']}, relative "
                                                     f"error {done['relative_error']:.2%})")
-        print(f"{done['status']}: u0 {done['u0']:.6f}{ref}, valid loss {done['valid_loss']:.4g}, "
+        print(f"{done['status']}: u0 {done['u0']:.6f}{ref}, valid loss {done['valid_loss']:.4g} (z = 0: {done['z0_loss']:.4g}), "
               f"{done['train_seconds']:.1f} s of training", file=sys.stderr)
     return 0
 

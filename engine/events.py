@@ -57,6 +57,13 @@ class Progress(Event):
     images_per_sec: float
     step_ms: float
     elapsed: float
+    u0: float | None = None       # a bsde run's u0 after the step (absent for image runs)
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if d["u0"] is None:
+            del d["u0"]
+        return d
 
 
 @dataclass
@@ -93,6 +100,34 @@ class Snapshot(Event):
     probe_indices: list
     probe_labels: list
     norms: list
+
+
+@dataclass
+class BsdeEval(Event):
+    """A bsde run on its fixed validation paths: the loss, u0, the relative error against the
+    equation's reference value (None without one) and ``z0_loss``, the lowest loss a network
+    whose z stays zero gets on the same paths (below it, z has been learned)."""
+    type: ClassVar[str] = "bsde_eval"
+    step: int
+    valid_loss: float
+    u0: float
+    reference: float | None
+    relative_error: float | None
+    z0_loss: float
+    eval_seconds: float
+
+
+@dataclass
+class BsdeSnapshot(Event):
+    """A bsde run's picture: ``times`` (N + 1,), ``z_mean_abs`` (N,) the mean |z_i| over the
+    validation paths at each time step, ``paths`` (k, N + 1) the network's u(t_i, X_i) on k
+    validation paths, ``exact_paths`` the same from the closed form (None without one)."""
+    type: ClassVar[str] = "bsde_snapshot"
+    step: int
+    times: list
+    z_mean_abs: list
+    paths: list
+    exact_paths: list | None
 
 
 @dataclass
@@ -166,11 +201,18 @@ class RunFinished(Event):
     images_per_second: float
     images_seen: int
     wall_seconds: float
+    result: dict | None = None    # a bsde run's: u0, reference, relative_error, valid_loss, z0_loss
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if d["result"] is None:
+            del d["result"]
+        return d
 
 
 EVENT_TYPES = {cls.type: cls for cls in (RunStarted, Progress, Eval, Snapshot, HparamsChanged,
                                         Paused, Resumed, TempoChanged, Continued, Diverged,
-                                        RunFinished)}
+                                        RunFinished, BsdeEval, BsdeSnapshot)}
 
 
 def encode_array(a: np.ndarray) -> dict:

@@ -182,6 +182,9 @@ def apply_overrides(config: dict, overrides: dict) -> dict:
     ``epochs`` and ``iterations`` exclude each other, as in a config: giving one replaces the
     preset's other; giving both (not null) keeps both, which the engine refuses.
     """
+    if isinstance(config, dict) and config.get("task") == "bsde":
+        from .bsde import apply_bsde_overrides
+        return apply_bsde_overrides(config, overrides)
     cfg = copy.deepcopy(config)
     tr, ds = cfg.setdefault("train", {}), cfg.setdefault("dataset", {})
     given = {k for k, v in overrides.items() if v is not None}

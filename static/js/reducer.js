@@ -72,6 +72,8 @@ export function initialRunState(runId, run = null) {
     startStep: 0,           // run_started.start_step: where a fork began in its parent
     diverged: null,
     finished: null,
+    // a bsde run (config.task === "bsde"): u0 per step, its evaluations, its newest picture
+    bsde: { u0: new Column(Float64Array), evals: [], snapshot: null },
     ...wreckState(),
   };
 }
@@ -128,6 +130,11 @@ export function reduceRun(state, ev) {
       p.loss.push(ev.loss == null ? NaN : ev.loss);
       p.accuracy.push(ev.accuracy == null ? NaN : ev.accuracy);
       p.lr.push(ev.lr == null ? NaN : ev.lr);
+      if ("u0" in ev) {
+        const u = state.bsde.u0;
+        u.n = p.n;               // aligned with progress (a continue may have cut both)
+        u.push(ev.u0 == null ? NaN : ev.u0);
+      }
       p.n++;
       state.latest = ev;
       if (state.status === "queued") state.status = "running";
@@ -170,6 +177,17 @@ export function reduceRun(state, ev) {
       }
       break;
     }
+    case "bsde_eval": {
+      const e = state.bsde.evals;
+      if (e.length && e[e.length - 1].step >= ev.step) e.splice(e.findIndex((x) => x.step >= ev.step));
+      e.push({ step: ev.step, validLoss: ev.valid_loss, u0: ev.u0, reference: ev.reference,
+               relativeError: ev.relative_error, z0Loss: ev.z0_loss });
+      break;
+    }
+    case "bsde_snapshot":
+      state.bsde.snapshot = { step: ev.step, times: ev.times, zMeanAbs: ev.z_mean_abs,
+                              paths: ev.paths, exactPaths: ev.exact_paths };
+      break;
     case "hparams_changed": {
       state.markers = [...state.markers, { step: ev.step, changes: ev.changes, previous: ev.previous }];
       state.hparams = { ...(state.hparams || {}), ...ev.changes };
@@ -192,7 +210,10 @@ export function reduceRun(state, ev) {
       let n = p.n;
       while (n > 0 && p.step.get(n - 1) > ev.step) n--;
       for (const c of [p.step, p.loss, p.accuracy, p.lr]) c.n = n;
+      state.bsde.u0.n = Math.min(state.bsde.u0.n, n);
       p.n = n;
+      const be = state.bsde.evals;
+      while (be.length && be[be.length - 1].step > ev.step) be.pop();
       while (state.evals.n && state.evals.step[state.evals.n - 1] > ev.step) dropLastEval(state.evals);
       state.totalSteps = ev.total_steps;
       state.continuations = [...state.continuations, { step: ev.step }];

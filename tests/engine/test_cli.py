@@ -129,7 +129,7 @@ def test_train_a_bsde_preset_prints_u0_and_its_error():
     p = run("train", "--preset", "bsde-hjb-d10", "--iterations", "200", "--json")
     assert p.returncode == 0, p.stderr
     lines = [json.loads(s) for s in p.stdout.splitlines()]
-    assert lines[0]["type"] == "run_started" and lines[0]["task"] == "bsde"
+    assert lines[0]["type"] == "run_started" and lines[0]["config"]["task"] == "bsde"
     assert sum(d.get("type") == "progress" for d in lines) == 200
     s = lines[-1]
     assert s["summary"] and s["reference"] == 2.157022 and s["step"] == 200
