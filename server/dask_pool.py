@@ -75,7 +75,7 @@ def run_remote(topic: str, run_id: str, attempt: str, config: dict, start: dict 
     send_thread.start()
     outbox.put({"k": "start", "worker": worker.address, "pid": os.getpid()})
 
-    from engine import Control, Trainer
+    from engine import Control, make_trainer
     control = Control()
 
     def poll() -> None:
@@ -107,7 +107,7 @@ def run_remote(topic: str, run_id: str, attempt: str, config: dict, start: dict 
     ck = Path(tmpdir) / "checkpoint.npz"
     poller = None
     try:
-        trainer = Trainer(config, control=control)
+        trainer = make_trainer(config, control=control)
         if start:
             ck.write_bytes(start["data"])
             trainer.load_checkpoint(ck, fork=start["mode"] == "fork")

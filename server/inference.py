@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import DatasetError, Model, SpecError, load_dataset, validate_config
+from engine import DatasetError, Model, SpecError, is_bsde, load_dataset, validate_config
+from engine.bsde import gradcheck_run
 from engine.datasets import DATASETS_ENV, DatasetInfo, dataset_info
 from engine.events import encode_array
 from engine.gradcheck import check_model, verdict
@@ -133,6 +134,13 @@ def gradcheck(config: dict | None, model_spec: list | None, dataset: dict | None
     sit on a ReLU or max-pool kink and were not compared) / disagrees. ``ok`` is False only
     for disagrees.
     """
+    if config is not None and is_bsde(config):      # float64 already; its own global network
+        if path is not None and not path.is_file():
+            raise ApiError(409, ["body", "run_id"], "this run has no saved weights yet")
+        with _gradcheck_lock:
+            rows = gradcheck_run(config, path)
+        v = verdict(rows, GRADCHECK_THRESHOLD)
+        return {"rows": rows, **v, "ok": v["status"] != "disagrees", "threshold": GRADCHECK_THRESHOLD}
     if config is not None:
         cfg = copy.deepcopy(config)
         cfg["train"]["dtype"] = "float64"

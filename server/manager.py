@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import SpecError, validate_config
+from engine import SpecError, validate_run_config
 
 from .broadcast import Broadcaster, Message
 from .db import Store, StoreError
@@ -466,7 +466,7 @@ class RunManager:
         cfg = copy.deepcopy(run.config)
         cfg["train"].update(changes)
         try:
-            validate_config(cfg)
+            validate_run_config(cfg)
         except SpecError as e:     # the engine's loc is ["train", field, ...]
             raise InvalidChanges([{"loc": list(err["loc"][1:]), "msg": err["msg"]}
                                   for err in e.errors]) from None
@@ -540,7 +540,8 @@ class RunManager:
             elif t == "run_finished":
                 elog.flush_snapshot()
                 run.final = {k2: e.get(k2) for k2 in ("test_accuracy", "test_loss", "train_seconds",
-                                                      "images_per_second", "step")}
+                                                      "images_per_second", "step", "result")
+                             if k2 != "result" or e.get("result") is not None}
                 fields["final"] = run.final
                 new_status = (e.get("status", "completed"), run.error
                               if e.get("status") == "diverged" else None)

@@ -15,6 +15,7 @@ from engine.datasets import dataset_names
 from engine.fields import Field as EngineField
 from engine.fields import init_fields
 from engine.presets import PRESETS
+from engine.bsde import BSDE_PRESETS
 from engine.spec import (DATASET_FIELDS, INIT_TYPES, LAYER_FIELDS, MAX_LAYERS, SCHEDULE_FIELDS,
                          TRAIN_FIELDS)
 
@@ -190,15 +191,22 @@ class Strict(BaseModel):
 
 
 class RunCreate(Strict):
-    """Either ``preset`` (+ ``overrides``) or ``model`` (+ ``train``, ``dataset``)."""
+    """Either ``preset`` (+ ``overrides``), ``model`` (+ ``train``, ``dataset``), or a Deep
+    BSDE run's ``task: "bsde"`` + ``equation`` (+ ``subnet``, ``y_init_range``, ``train``)."""
 
     @staticmethod
     def _schema(schema: dict) -> None:
-        one_shape(("preset", ("model", "train", "dataset")),
-                  ("model", ("preset", "overrides")))(schema)
-        schema["properties"]["preset"]["enum"] = list(PRESETS)
+        bsde = ("task", "equation", "subnet", "y_init_range")
+        one_shape(("preset", ("model", "train", "dataset", *bsde)),
+                  ("model", ("preset", "overrides", *bsde)),
+                  ("equation", ("preset", "overrides", "model", "dataset")))(schema)
+        schema["properties"]["preset"]["enum"] = [*PRESETS, *BSDE_PRESETS]
         schema["examples"] = [
             {"preset": "mlp", "overrides": {"epochs": 1, "train_limit": 2000}},
+            {"preset": "bsde-hjb-d10", "overrides": {"iterations": 500, "lr": 0.01}},
+            {"task": "bsde", "equation": {"name": "allen_cahn", "dim": 20, "total_time": 0.3,
+                                          "num_time_interval": 20},
+             "subnet": "reference", "y_init_range": [0.3, 0.5], "train": {"lr": 5e-4, "iterations": 1000}},
             {"model": [{"type": "flatten"}, {"type": "dense", "units": 10}],
              "train": {"lr": 0.1, "epochs": 1}, "dataset": {"name": "mnist", "train_limit": 1000}}]
 
@@ -209,6 +217,14 @@ class RunCreate(Strict):
     model: Layers | None = None
     train: Train | None = None
     dataset: DatasetCfg | None = None
+    task: Literal["image", "bsde"] | None = Field(None, description="bsde: a Deep BSDE run "
+                                                  "(equation, subnet, y_init_range, train)")
+    equation: dict[str, Any] | None = Field(None, description="bsde: {name, dim, total_time, "
+                                            "num_time_interval, and the equation's parameters}")
+    subnet: Layers | Literal["reference", "tanh"] | None = Field(
+        None, description="bsde: the per-time-step subnet, a layer list ending in dim units")
+    y_init_range: list[float] | None = Field(None, min_length=2, max_length=2,
+                                             description="bsde: [low, high] of u0's start")
     start_paused: bool = Field(False, description="pause before the first step (then Step or "
                                                   "Resume)")
     where: Literal["local", "dask"] = Field("local", description="dask: on the Dask cluster "
@@ -228,10 +244,16 @@ class StepBody(Strict):
 
 
 class ValidateBody(Strict):
+    """An image run's model (+ train, dataset), or with ``task`` "bsde" a Deep BSDE run's
+    subnet as ``model`` (+ equation, y_init_range, train); errors in the subnet are located
+    at ``["model", i, ...]`` as for an image model."""
     model_config = ConfigDict(extra="forbid", json_schema_extra=not_null)
     model: Layers
     train: Train | None = None
     dataset: DatasetCfg | None = None
+    task: Literal["image", "bsde"] | None = None
+    equation: dict[str, Any] | None = None
+    y_init_range: list[float] | None = Field(None, min_length=2, max_length=2)
 
 
 def _patch_schema(schema: dict) -> None:

@@ -110,7 +110,7 @@ def worker_main(run_id: str, config: dict, checkpoint: str, events_conn, command
     send_thread = threading.Thread(target=sender, name="sender", daemon=True)
     send_thread.start()
 
-    from engine import Control, Trainer   # after the environment is set
+    from engine import Control, make_trainer   # after the environment is set
     from engine.runtime import keep_freed_memory
     keep_freed_memory()    # no page-fault churn on each step's fresh arrays
     control = Control()
@@ -161,7 +161,7 @@ def worker_main(run_id: str, config: dict, checkpoint: str, events_conn, command
     threading.Thread(target=heartbeat, name="heartbeat", daemon=True).start()
     path = Path(checkpoint)
     try:
-        trainer = Trainer(config, control=control)
+        trainer = make_trainer(config, control=control)
         if start:
             trainer.load_checkpoint(start["from"], fork=start["mode"] == "fork")
     except Exception as e:  # noqa: BLE001 - reported to the server as the reason
@@ -199,6 +199,9 @@ def worker_main(run_id: str, config: dict, checkpoint: str, events_conn, command
         if event.type == "eval" and history_budget > 0:
             last_ckpt = time.monotonic()
             keep_history(event.step, event.test_accuracy)
+        elif event.type == "bsde_eval" and history_budget > 0 and event.step:
+            last_ckpt = time.monotonic()       # best = the lowest validation loss
+            keep_history(event.step, None if event.valid_loss is None else -event.valid_loss)
         if event.type == "progress" and time.monotonic() - last_ckpt >= checkpoint_seconds:
             last_ckpt = time.monotonic()
             if _save_checkpoint(trainer, path):

@@ -6,6 +6,8 @@ import bisect
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from engine import is_bsde
+
 from ..deps import ManagerDep, ModelsDep, RunDep
 from ..errors import ApiError
 from ..inference import inspect
@@ -19,6 +21,9 @@ router = APIRouter(prefix="/api/runs", tags=["models"])
              summary="Every layer's output, every layer's weights and the saliency for a "
                      "test image or a drawn one, with the run's latest weights")
 async def inspect_image(body: InspectBody, run: RunDep, manager: ManagerDep, models: ModelsDep):
+    if is_bsde(run.config):
+        raise ApiError(409, ["path", "run_id"], f"run {run.id} is a bsde run: its network takes "
+                                                "Brownian paths, not images")
     if (body.image is None) == (body.pixels is None):
         raise ApiError(422, ["body", "image"], "give either image (a test-set index) or pixels "
                                                "(a drawn image), not both")

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from engine import SpecError, validate_config
+from engine import SpecError, is_bsde, validate_config, validate_run_config
 
 from ..deps import ManagerDep, ModelsDep, RunDep, SettingsDep
 from ..errors import ApiError
@@ -18,6 +18,20 @@ router = APIRouter(tags=["models"])
 @router.post("/api/models/validate", response_model=ValidateOut, responses=errors(403, 413, 422),
              summary="Shapes, parameter counts and memory, or every error (200 either way)")
 async def validate_model(body: ValidateBody):
+    if body.task == "bsde":
+        cfg = {"task": "bsde", "equation": body.equation, "subnet": body.model,
+               "train": body.train or {}}
+        if body.y_init_range is not None:
+            cfg["y_init_range"] = body.y_init_range
+        if body.dataset is not None:
+            cfg["dataset"] = body.dataset
+        try:
+            _, summary = validate_run_config(cfg)
+        except SpecError as e:      # the subnet is the page's model: its errors go there
+            return {"valid": False, "summary": None, "errors": [
+                {"loc": ["model", *x["loc"][1:]] if x["loc"][:1] == ["subnet"] else x["loc"],
+                 "msg": x["msg"]} for x in e.errors]}
+        return {"valid": True, "errors": [], "summary": summary}
     cfg = {"model": body.model, "train": body.train or {}, "dataset": body.dataset or {}}
     if (body.dataset or {}).get("path") is not None:
         return {"valid": False, "summary": None, "errors": [{
@@ -34,6 +48,9 @@ async def validate_model(body: ValidateBody):
     403, 404, 413, 422, e409="the run has no saved weights yet"),
              summary="Class probabilities and first-layer feature maps for one image")
 async def predict_image(body: PredictBody, run: RunDep, manager: ManagerDep, models: ModelsDep):
+    if is_bsde(run.config):
+        raise ApiError(409, ["path", "run_id"], f"run {run.id} is a bsde run: its network takes "
+                                                "Brownian paths, not images")
     return await run_in_threadpool(predict, models, run.config, manager.checkpoint_path(run),
                                    body.image)
 
@@ -65,6 +82,9 @@ async def upload_weights(request: Request, run: RunDep, manager: ManagerDep,
     if run.status in ("queued", "running", "paused"):
         raise ApiError(409, ["path", "run_id"], f"run {run.id} is {run.status}; weights can be "
                                                 "loaded once it has finished")
+    if is_bsde(run.config):
+        raise ApiError(409, ["path", "run_id"], f"run {run.id} is a bsde run: weights are loaded "
+                                                "into image runs only (continue or fork it instead)")
     data = await request.body()
     if not data:
         raise ApiError(422, ["body"], "the body is empty; send the .npz file's bytes")

@@ -2,9 +2,12 @@
 checkpoints, fork."""
 from __future__ import annotations
 
+import copy
+
 from fastapi import APIRouter, Response
 
-from engine import PRESETS, SpecError, apply_overrides, get_preset, list_datasets, validate_config
+from engine import (BSDE_PRESETS, PRESETS, SpecError, apply_overrides, get_preset, is_bsde,
+                    list_datasets, validate_run_config)
 
 from ..deps import ManagerDep, RunDep
 from ..errors import ApiError
@@ -19,15 +22,34 @@ NOT_LIVE = "the run is not running or paused"
 def build_config(body: RunCreate) -> tuple[dict, dict, str | None]:
     """The run config from a preset + overrides or from model/train/dataset, validated by
     the engine. Returns (normalised config, summary, preset name)."""
+    bsde_fields = [k for k in ("equation", "subnet", "y_init_range") if getattr(body, k) is not None]
     if body.preset is not None:
-        if body.preset not in PRESETS:
+        if body.preset not in PRESETS and body.preset not in BSDE_PRESETS:
             raise ApiError(422, ["body", "preset"], f"preset: unknown preset {body.preset[:64]!r} "
-                                                    f"(one of {', '.join(PRESETS)})")
-        clash = [k for k in ("model", "train", "dataset") if getattr(body, k) is not None]
+                                                    f"(one of {', '.join([*PRESETS, *BSDE_PRESETS])})")
+        clash = [k for k in ("model", "train", "dataset", *bsde_fields) if getattr(body, k) is not None]
         if clash:
             raise ApiError(422, ["body", clash[0]], f"{clash[0]}: give either a preset (with "
-                                                    "overrides) or model/train/dataset, not both")
-        cfg = apply_overrides(get_preset(body.preset), body.overrides or {})
+                                                    "overrides) or the config's fields, not both")
+        base = (copy.deepcopy(BSDE_PRESETS[body.preset]["config"]) if body.preset in BSDE_PRESETS
+                else get_preset(body.preset))
+        try:
+            cfg = apply_overrides(base, body.overrides or {})
+        except SpecError as e:
+            raise ApiError(422, errors=[{"loc": ["body", *err["loc"]], "msg": err["msg"]}
+                                        for err in e.errors]) from None
+    elif body.task == "bsde" or bsde_fields:
+        if body.task != "bsde":
+            raise ApiError(422, ["body", "task"], f"task: {bsde_fields[0]} belongs to a bsde run; "
+                                                  "give \"task\": \"bsde\"")
+        clash = [k for k in ("model", "dataset", "overrides") if getattr(body, k) is not None]
+        if clash:
+            raise ApiError(422, ["body", clash[0]], f"{clash[0]}: an image-task field; a bsde run "
+                                                    "has equation, subnet, y_init_range and train")
+        cfg = {"task": "bsde", "equation": body.equation, "train": body.train or {}}
+        for k in ("subnet", "y_init_range"):
+            if getattr(body, k) is not None:
+                cfg[k] = getattr(body, k)
     else:
         if body.overrides is not None:
             raise ApiError(422, ["body", "overrides"], "overrides: only with a preset; put the "
@@ -41,6 +63,8 @@ def build_config(body: RunCreate) -> tuple[dict, dict, str | None]:
         if cfg["name"] is None:
             cfg.pop("name")
     config, summary = validate(cfg)
+    if is_bsde(config):
+        return config, summary, body.preset
     name = config["dataset"]["name"]
     if not next((d["available"] for d in list_datasets() if d["name"] == name), False):
         raise ApiError(422, ["body", "dataset", "name"],
@@ -51,12 +75,12 @@ def build_config(body: RunCreate) -> tuple[dict, dict, str | None]:
 def validate(cfg: dict) -> tuple[dict, dict]:
     """engine.spec.validate_config, plus the one edge rule: no server paths from a client."""
     ds = cfg.get("dataset")
-    if isinstance(ds, dict) and ds.get("path") is not None:
+    if isinstance(ds, dict) and ds.get("path") is not None and not is_bsde(cfg):
         raise ApiError(422, ["body", "dataset", "path"],
                        "dataset: path is not accepted over HTTP; the server reads its datasets "
                        "from its own folders (choose the dataset by name)")
     try:
-        return validate_config(cfg)
+        return validate_run_config(cfg)
     except SpecError as e:
         raise ApiError(422, errors=[{"loc": ["body", *err["loc"]], "msg": err["msg"]}
                                     for err in e.errors]) from None

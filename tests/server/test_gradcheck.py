@@ -51,6 +51,8 @@ def test_a_wrong_backward_disagrees(monkeypatch):
 
 def test_every_preset_agrees_or_is_inconclusive(api):
     for preset in api.get("/api/presets").json()["presets"]:
+        if preset.get("task") == "bsde":     # checked by run: tests/server/test_bsde_runs.py
+            continue
         cfg = preset["config"]
         r = api.post("/api/gradcheck", json={"model": cfg["model"], "dataset": cfg["dataset"]})
         assert r.status_code == 200, r.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import PRESETS
+from engine import BSDE_PRESETS, PRESETS
 
 RUN = "/api/runs/{run_id}"
 BODY_OPS = [("post", "/api/runs"), ("patch", RUN), ("post", "/api/models/validate"),
@@ -79,14 +79,17 @@ def test_errors_have_the_one_shape(doc):
 
 def test_create_run_body_is_a_preset_or_a_config(doc):
     s = body(doc, "post", "/api/runs")
-    assert {"model", "train", "dataset", "preset", "overrides", "name",
-            "start_paused", "where"} == set(s["properties"])
+    assert {"model", "train", "dataset", "preset", "overrides", "name", "start_paused", "where",
+            "task", "equation", "subnet", "y_init_range"} == set(s["properties"])
     assert s["additionalProperties"] is False
-    assert s["properties"]["preset"]["enum"] == list(PRESETS)
+    assert s["properties"]["preset"]["enum"] == list(PRESETS) + list(BSDE_PRESETS)
     shapes = {tuple(alt["required"]): alt for alt in s["oneOf"]}
-    assert set(shapes) == {("preset",), ("model",)}
-    assert all(shapes[("preset",)]["properties"][k] is False for k in ("model", "train", "dataset"))
-    assert all(shapes[("model",)]["properties"][k] is False for k in ("preset", "overrides"))
+    assert set(shapes) == {("preset",), ("model",), ("equation",)}
+    assert all(shapes[("preset",)]["properties"][k] is False for k in ("model", "train", "dataset",
+                                                                       "equation"))
+    assert all(shapes[("model",)]["properties"][k] is False for k in ("preset", "overrides",
+                                                                      "equation"))
+    assert all(shapes[("equation",)]["properties"][k] is False for k in ("model", "dataset"))
     over = s["properties"]["overrides"]
     assert over["type"] == "object" and over["additionalProperties"] is False
     assert {"lr", "epochs", "iterations", "batch_size", "train_limit", "test_limit", "dataset",

@@ -1,0 +1,139 @@
+"""Deep BSDE runs over HTTP against a real server: created from a preset or a config, streamed
+(u0 with every step, evaluations against the z = 0 loss, the |z| picture), stored with their
+result, stopped and continued to the same numbers, gradient-checked; bad input names its field."""
+import asyncio
+
+import pytest
+
+from .conftest import TERMINAL, assert_contiguous, collect, create, wait_for, wait_status
+
+SMALL = {"preset": "bsde-hjb-d10", "overrides": {"iterations": 120, "eval_every": 40, "seed": 3}}
+
+
+def history(server, rid):
+    msgs, code = asyncio.run(collect(f"{server.ws_url}/ws/runs/{rid}"))
+    assert code == 1000
+    return msgs
+
+
+def losses(msgs):
+    out = {}
+    for m in msgs:
+        if m["type"] == "progress":
+            out[m["step"]] = (m["loss"], m["u0"])
+        elif m["type"] == "continued":
+            out = {s: v for s, v in out.items() if s <= m["step"]}
+    return [out[s] for s in sorted(out)]
+
+
+@pytest.fixture(scope="module")
+def finished(server, api):
+    run = create(api, SMALL)
+    done = wait_status(api, run["id"], TERMINAL, timeout=120)
+    assert done["status"] == "completed", done["error"]
+    return done, history(server, run["id"])
+
+
+def test_a_preset_run_streams_u0_evaluations_and_its_result(finished):
+    done, msgs = finished
+    assert_contiguous(msgs)
+    started = next(m for m in msgs if m["type"] == "run_started")
+    assert started["config"]["task"] == "bsde" and started["summary"]["reference"] == 2.157022
+    steps = [m["step"] for m in msgs if m["type"] == "progress"]
+    assert steps == list(range(1, 121))
+    assert all(m["accuracy"] is None and isinstance(m["u0"], float)
+               for m in msgs if m["type"] == "progress")
+    evals = [m for m in msgs if m["type"] == "bsde_eval"]
+    assert [e["step"] for e in evals] == [0, 40, 80, 120]
+    z0 = evals[0]["z0_loss"]
+    assert 0.1 < z0 < 0.3 and all(e["z0_loss"] == z0 for e in evals)    # one fixed valid set
+    assert evals[-1]["valid_loss"] < evals[0]["valid_loss"]              # it learns
+    snap = [m for m in msgs if m["type"] == "bsde_snapshot"][-1]
+    assert len(snap["z_mean_abs"]) == 20 and len(snap["times"]) == 21
+    assert len(snap["paths"]) == 4 and all(len(p) == 21 for p in snap["paths"])
+    assert snap["exact_paths"] is None                  # HJB has no closed form along a path
+    res = done["final"]["result"]
+    assert res["u0"] == evals[-1]["u0"] and res["valid_loss"] == evals[-1]["valid_loss"]
+    assert abs(res["relative_error"] - abs(res["u0"] - 2.157022) / 2.157022) < 1e-12
+    assert done["summary"]["task"] == "bsde" and done["summary"]["total_steps"] == 120
+
+
+def test_a_stopped_run_continues_to_the_same_numbers(server, api, finished):
+    _, ref = finished
+    run = create(api, {**SMALL, "start_paused": True})
+    rid = run["id"]
+    wait_status(api, rid, "paused")
+    assert api.post(f"/api/runs/{rid}/step", json={"steps": 50}).status_code == 200
+    wait_for(lambda: (api.get(f"/api/runs/{rid}").json()["latest"] or {}).get("step") == 50,
+             what="50 steps")
+    assert api.post(f"/api/runs/{rid}/stop").status_code == 200
+    stopped = wait_status(api, rid, TERMINAL)
+    assert stopped["status"] == "stopped" and stopped["weights_step"] == 50
+    r = api.post(f"/api/runs/{rid}/continue")
+    assert r.status_code == 200, r.text
+    assert wait_status(api, rid, TERMINAL, timeout=120)["status"] == "completed"
+    msgs = history(server, rid)
+    assert any(m["type"] == "continued" and m["step"] == 50 for m in msgs)
+    assert losses(msgs) == losses(ref)               # float64, bitwise
+
+
+def test_the_gradient_check_of_a_bsde_run_agrees(api, finished):
+    done, _ = finished
+    r = api.post("/api/gradcheck", json={"run_id": done["id"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "agrees" and body["max_rel_error"] < 1e-4
+    names = [row["name"] for row in body["rows"]]
+    assert names[:2] == ["u0", "z0"] and any(n.startswith("t19.") and "batchnorm" in n
+                                             for n in names)
+
+
+def test_image_only_endpoints_refuse_a_bsde_run(api, finished):
+    done, _ = finished
+    rid = done["id"]
+    r = api.post(f"/api/runs/{rid}/predict", json={"image": [[0.0] * 28] * 28})
+    assert r.status_code == 409 and "bsde run" in r.json()["detail"][0]["msg"]
+    r = api.post(f"/api/runs/{rid}/inspect", json={"image": 0})
+    assert r.status_code == 409
+
+
+EQ = {"name": "hjb_lq", "dim": 3, "total_time": 1.0, "num_time_interval": 4}
+
+
+@pytest.mark.parametrize("body, loc, words", [
+    ({"task": "bsde", "equation": {**EQ, "name": "heat"}}, ["equation", "name"],
+     "unknown equation"),
+    ({"task": "bsde", "equation": {**EQ, "dim": 10**6}}, ["equation", "dim"], "integer"),
+    ({"task": "bsde", "equation": {**EQ, "dim": 0}}, ["equation", "dim"], "integer"),
+    ({"task": "bsde", "equation": {**EQ, "num_time_interval": 0}},
+     ["equation", "num_time_interval"], "integer"),
+    ({"task": "bsde", "equation": {**EQ, "total_time": -1}}, ["equation", "total_time"],
+     "above 0"),
+    ({"task": "bsde", "equation": EQ, "y_init_range": [1, 0]}, ["y_init_range"],
+     "above high"),
+    ({"task": "bsde", "equation": EQ, "subnet": [{"type": "dense", "units": 7}]},
+     ["subnet"], "must end in 3 units"),
+    ({"task": "bsde", "equation": EQ, "train": {"iterations": 10**9}},
+     ["train", "iterations"], "integer"),
+    ({"task": "bsde", "equation": EQ, "dataset": {"name": "mnist"}}, ["dataset"],
+     "image-task field"),
+    ({"equation": EQ}, ["task"], "bsde"),
+    ({"preset": "bsde-hjb-d10", "overrides": {"train_limit": 5}},
+     ["overrides", "train_limit"], "not an override of a bsde run"),
+    ({"preset": "bsde-hjb-d10", "equation": EQ}, ["equation"], "not both"),
+])
+def test_bad_bsde_input_names_the_field(api, body, loc, words):
+    r = api.post("/api/runs", json=body)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    hit = [d for d in detail if d["loc"] == loc]
+    assert hit and words in hit[0]["msg"], detail
+
+
+def test_a_bsde_config_runs_like_a_preset(api):
+    r = api.post("/api/runs", json={"task": "bsde", "equation": {**EQ, "name": "allen_cahn"},
+                                    "subnet": "tanh", "y_init_range": [0.3, 0.5],
+                                    "train": {"iterations": 30, "eval_every": 10}})
+    assert r.status_code == 201, r.text
+    done = wait_status(api, r.json()["id"], TERMINAL, timeout=60)
+    assert done["status"] == "completed" and done["final"]["result"]["reference"] is None
