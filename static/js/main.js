@@ -27,6 +27,7 @@ import { layerText } from "./ui/compare.js";
 import { TimeLapse } from "./ui/timelapse.js";
 import { LayerView } from "./ui/layers.js";
 import { PerClassChart } from "./ui/perclass.js";
+import { BsdePanel, BsdeForm, IMAGE_ONLY, isBsde } from "./ui/bsde.js";
 
 const clone = (x) => (x == null ? x : JSON.parse(JSON.stringify(x)));
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
@@ -83,6 +84,17 @@ class App {
     this.forkDialog = new ForkDialog(document.body, { onForked: (child) => this.forked(child) });
     this.view.lineage = (field) => this.lineage(field);
     this.wreckBanner = new WreckBanner($("#wreck"), { onUndo: (s, previous) => this.undoLive(s, previous) });
+    // a Deep BSDE run's cards, and its design form (beside the layer editor, which edits the subnet)
+    const bsdeBody = h("div", { class: "bsde-panel" });
+    this.bsdeGradEl = h("div", { class: "bsde-gradcheck" });
+    this.bsdeCard = h("section", { class: "card span-all bsde-card", id: "bsde-card", "aria-labelledby": "t-bsde", hidden: true },
+      h("h2", { id: "t-bsde" }, "Deep BSDE"), bsdeBody, h("h3", {}, "Gradient check of the global network"), this.bsdeGradEl);
+    $(".timelapse-card").before(this.bsdeCard);
+    this.bsdePanel = new BsdePanel(bsdeBody);
+    this.bsdeGrad = new GradCheck(this.bsdeGradEl, { getBody: () => ({ run_id: this.watched }) });
+    this.bsdeFormEl = h("div", { id: "bsde-fields", hidden: true });
+    $("#hparams").before(this.bsdeFormEl);
+    this.bsdeForm = new BsdeForm(this.bsdeFormEl, { onChange: () => this.designChanged() });
 
     // smoothing slider
     const sm = $("#smoothing"), smOut = $("#smoothing-value");
@@ -127,6 +139,7 @@ class App {
     else this.notice("Could not load the layer fields: " + spec.reason.message);
     if (presets.status === "fulfilled") this.presets = presets.value.presets;
     else this.notice("Could not load the presets: " + presets.reason.message);
+    this.bsdePanel.setPresets(this.presets);
     if (datasets.status === "fulfilled") this.datasets = datasets.value.datasets;
     if (runs.status === "fulfilled") for (const r of runs.value.runs) this.runs.set(r.id, r);
     this.hparams.setDatasets(this.datasets);
@@ -502,6 +515,8 @@ class App {
 
   loadPreset(name, config = null) {
     const p = this.presets.find((x) => x.name === name);
+    if ((p && p.task === "bsde" && !config) || isBsde(config)) return this.loadBsde(p, config);
+    this.setDesignTask("image");
     const cfg = config || (p ? clone(p.config) : { model: [{ type: "flatten" }, { type: "dense", units: 10 }], train: { optimizer: "sgd", lr: 0.05, momentum: 0.9, batch_size: 64, epochs: 1 }, dataset: { name: "mnist", train_limit: 5000 } });
     delete cfg.name;
     // a normalised config spells out every default; drop the empty ones so the form stays plain
@@ -520,6 +535,35 @@ class App {
     this.validate();
   }
 
+  /** Show the design form of an image run or of a bsde run. */
+  setDesignTask(task) {
+    this.design.task = task;
+    const bsde = task === "bsde";
+    this.bsdeFormEl.hidden = !bsde;
+    for (const sel of ["#hparams", "#dataset-fields", "#gradcheck"]) $(sel).hidden = bsde;
+    $("#gradcheck").previousElementSibling.hidden = bsde;        // its heading
+  }
+
+  /** A bsde preset (or a bsde run's config): the subnet in the layer editor, the equation and
+   *  training in the bsde form. */
+  loadBsde(p, config) {
+    const cfg = clone(config || p.config);
+    delete cfg.name;
+    if (typeof cfg.subnet === "string" || !cfg.subnet) cfg.subnet = [];
+    this.design.cfg = cfg;
+    this.design.preset = p || null;
+    this.setDesignTask("bsde");
+    const t = p && p.target;
+    $("#preset-desc").replaceChildren(...(p ? [h("span", {}, p.description + ". "), h("span", { class: "muted" },
+      `${p.reference}; target u0 ${t.u0} within ${(t.band * 100).toFixed(1)}% and a validation loss below ${t.valid_loss_below}.`)] : ["A Deep BSDE run."]));
+    $("#run-name-input").placeholder = p ? p.name : "bsde";
+    this.editor.setModel(cfg.subnet);
+    this.bsdeForm.setConfig(cfg);
+    this.validateSoon.cancel();
+    this.design.checked = false;
+    this.validate();
+  }
+
   designChanged() {
     this.design.checked = false;
     this.validateSoon();
@@ -530,8 +574,12 @@ class App {
     if (this.validating) this.validating.abort();
     const ctl = new AbortController();
     this.validating = ctl;
+    const c = this.design.cfg;
+    const body = this.design.task === "bsde"
+      ? { task: "bsde", model: c.subnet, equation: c.equation, y_init_range: c.y_init_range, train: c.train }
+      : { model, train, dataset };
     try {
-      const res = await api.validate({ model, train, dataset }, ctl.signal);
+      const res = await api.validate(body, ctl.signal);
       if (ctl.signal.aborted) return;
       this.showValidation(res);
       if (!this.interactiveAt) {
@@ -553,10 +601,13 @@ class App {
     this.design.checked = true;
     this.editor.showResult(res);
     this.hparams.showErrors(res.errors || []);
+    this.bsdeForm.showErrors(this.design.task === "bsde" ? res.errors || [] : []);
     const n = (res.errors || []).length;
     this.runBar.setStartEnabled(res.valid, n ? `Fix ${n === 1 ? "the problem" : `the ${n} problems`} in the design to start.` : "");
     const sum = res.summary;
-    $("#design-summary").textContent = res.valid && sum
+    $("#design-summary").textContent = res.valid && sum && sum.task === "bsde"
+      ? `${fmtInt(sum.subnets)} subnets of ${fmtInt(sum.subnet_params)} parameters · ${fmtInt(sum.params)} parameters in all · ${fmtInt(sum.total_steps)} iterations`
+      : res.valid && sum
       ? `${sum.input_shape ? shapeStr(sum.input_shape) : ""} → ${sum.output_shape ? shapeStr(sum.output_shape) : ""} · ${fmtInt(sum.params)} parameters${sum.total_steps ? ` · ${fmtInt(sum.total_steps)} steps` : ""}`
       : n ? `${n} problem${n > 1 ? "s" : ""} to fix` : "";
   }
@@ -566,6 +617,16 @@ class App {
   runBody() {
     const cfg = this.design.cfg, p = this.design.preset;
     const name = $("#run-name-input").value.trim();
+    if (this.design.task === "bsde") {
+      const pc = p && p.config;
+      if (pc && same(cfg.subnet, pc.subnet) && same(cfg.equation, pc.equation) && same(cfg.y_init_range, pc.y_init_range)) {
+        const overrides = {};
+        for (const [k, v] of Object.entries(cfg.train)) if (!same(v, (pc.train || {})[k])) overrides[k] = v;
+        return { preset: p.name, overrides, ...(name ? { name } : {}) };
+      }
+      return { task: "bsde", equation: cfg.equation, subnet: cfg.subnet, y_init_range: cfg.y_init_range,
+               train: cfg.train, name: name || (p ? `${p.name} (edited)` : "bsde") };
+    }
     if (p && same(cfg.model, p.config.model)) {
       const pt = p.config.train || {}, pd = p.config.dataset || {};
       const overrides = {};
@@ -594,6 +655,19 @@ class App {
     this.wreckBanner.update(s);
     this.drawHeader(s);
     t("bar");
+    const bsde = !!s && isBsde(s.config);
+    if (bsde !== this.showingBsde) {
+      this.showingBsde = bsde;
+      this.bsdeCard.hidden = !bsde;
+      for (const id of IMAGE_ONLY) { const el = document.getElementById(id); if (el) el.closest("section").hidden = bsde; }
+    }
+    if (bsde) {
+      this.bsdePanel.update(s, this.runs.get(s.runId)); t("bsde");
+      this.charts[0].update(s, this.view);
+      if (this.throttle("lr", 200)) this.charts[2].update(s, this.view);
+      this.drawCompareAndList();
+      return;
+    }
     // the time-lapse: the snapshot cards draw the run as at step k, the charts mark k
     this.timelapse.update(s);
     const at = this.timelapse.view(s);
@@ -613,6 +687,11 @@ class App {
     this.perclass.update(s);
     this.layerView.update(s, s ? this.runs.get(s.runId) : null); t("lookDeeper");
     if (s && s.summary && s.summary.input_shape) this.drawpad.setInputShape(s.summary.input_shape.slice(0, 2));
+    this.drawCompareAndList();
+  }
+
+  drawCompareAndList() {
+    const t = this.frame.timer();
     const cmp = this.compare.map((id) => ({ state: this.state(id), run: this.runs.get(id) }));
     this.compareView.update(cmp, this.view); t("compare");
     if (this.runListDirty) {
@@ -647,7 +726,12 @@ class App {
       const run = this.runs.get(s.runId);
       const parts = [];
       if (run && run.preset) parts.push(`preset ${run.preset}`);
-      if (c) {
+      if (c && isBsde(c)) {
+        const e = c.equation, t = c.train;
+        parts.push(`${e.name}, d = ${e.dim}, T = ${e.total_time}, N = ${e.num_time_interval}`);
+        parts.push(`subnet ${(Array.isArray(c.subnet) ? c.subnet : []).map(layerText).join(" → ")}`);
+        parts.push(`Adam lr ${t.lr}, batch ${t.batch_size} paths, ${fmtInt(t.iterations)} iterations`);
+      } else if (c) {
         parts.push(c.model.map(layerText).join(" → "));
         parts.push(`${c.dataset.name}${c.dataset.train_limit ? `, ${fmtInt(c.dataset.train_limit)} training images` : ""}`);
         const t = c.train;
