@@ -8,6 +8,7 @@ import { initialRunState, reduceRun, withRunInfo, isTerminal } from "./reducer.j
 import { RunStream, RunsFeed } from "./stream.js";
 import { setSpec } from "./spec.js";
 import { FrameLoop } from "./frame.js";
+import { loadPrefs, savePref } from "./prefs.js";
 import { SampleCache } from "./samples.js";
 import { $, h, debounce, fmtInt, shapeStr } from "./ui/dom.js";
 import { RunChart } from "./ui/charts.js";
@@ -41,7 +42,9 @@ class App {
     this.conn = new Map();       // id -> connection text
     this.watched = null;
     this.compare = [];
-    this.view = { smoothing: 0.6 };
+    this.prefs = loadPrefs();
+    // chart options, shared by the run charts and the compare charts (zoom: x-axis units)
+    this.view = { smoothing: 0.95, xAxis: "step", ignoreOutliers: false, zoom: null, compareZoom: null };
     this.design = { cfg: { model: [], train: {}, dataset: {} }, preset: null, valid: false, checked: false };
     this.runListDirty = true;
     this.samples = new SampleCache();
@@ -49,11 +52,15 @@ class App {
     const req = () => this.frame.request();
 
     // charts and views
+    // the run charts zoom together: a drag on one zooms all, Reset zoom on one resets all
+    const onZoom = (z) => { this.view.zoom = z; req(); };
+    const onLog = (kind) => (on) => savePref(`log.${kind}`, on);
     this.charts = [
-      new RunChart($("#chart-loss"), "loss", { height: 260, requestDraw: req, onPick: (st) => this.pickFork(st) }),
-      new RunChart($("#chart-accuracy"), "accuracy", { height: 260, requestDraw: req, onPick: (st) => this.pickFork(st) }),
-      new RunChart($("#chart-lr"), "lr", { height: 160, requestDraw: req }),
+      new RunChart($("#chart-loss"), "loss", { height: 260, requestDraw: req, onPick: (st) => this.pickFork(st), onZoom, onLog: onLog("loss") }),
+      new RunChart($("#chart-accuracy"), "accuracy", { height: 260, requestDraw: req, onPick: (st) => this.pickFork(st), onZoom }),
+      new RunChart($("#chart-lr"), "lr", { height: 160, requestDraw: req, onZoom, onLog: onLog("lr") }),
     ];
+    for (const c of this.charts) if (c.logBox && this.prefs[`log.${c.kindName}`]) c.setLog(true);
     this.kernels = new KernelGrid($("#kernels"));
     this.fmaps = new FeatureMaps($("#feature-maps"), this.samples);
     this.fmaps.onSelect = req;
@@ -63,7 +70,7 @@ class App {
     this.timelapse = new TimeLapse($("#timelapse"), { requestDraw: req });
     this.layerView = new LayerView($("#layer-view"));
     this.perclass = new PerClassChart($("#perclass"));
-    this.compareView = new ComparePanel($("#compare"), { requestDraw: req });
+    this.compareView = new ComparePanel($("#compare"), { requestDraw: req, onZoom: (z) => { this.view.compareZoom = z; req(); } });
     this.runList = new RunList($("#run-list"), {
       onWatch: (id) => this.watch(id),
       onCompareChange: (id, on) => this.setCompare(id, on),
@@ -84,11 +91,23 @@ class App {
     this.view.lineage = (field) => this.lineage(field);
     this.wreckBanner = new WreckBanner($("#wreck"), { onUndo: (s, previous) => this.undoLive(s, previous) });
 
-    // smoothing slider
+    // chart options: smoothing, x axis, ignore outliers (remembered across reloads)
     const sm = $("#smoothing"), smOut = $("#smoothing-value");
-    sm.addEventListener("input", () => { this.view.smoothing = +sm.value; smOut.textContent = (+sm.value).toFixed(3); req(); });
+    if (typeof this.prefs.smoothing === "number") sm.value = String(this.prefs.smoothing);
+    sm.addEventListener("input", () => { this.view.smoothing = +sm.value; smOut.textContent = (+sm.value).toFixed(3); savePref("smoothing", +sm.value); req(); });
     this.view.smoothing = +sm.value;
     smOut.textContent = (+sm.value).toFixed(3);
+    const xSel = $("#x-axis");
+    if ([...xSel.options].some((o) => o.value === this.prefs.xAxis)) xSel.value = this.prefs.xAxis;
+    this.view.xAxis = xSel.value;
+    xSel.addEventListener("change", () => {
+      this.view.xAxis = xSel.value; this.view.zoom = null; this.view.compareZoom = null;
+      savePref("xAxis", xSel.value); req();
+    });
+    const outl = $("#ignore-outliers");
+    outl.checked = !!this.prefs.ignoreOutliers;
+    this.view.ignoreOutliers = outl.checked;
+    outl.addEventListener("change", () => { this.view.ignoreOutliers = outl.checked; savePref("ignoreOutliers", outl.checked); req(); });
 
     // live hyperparameters
     $("#live-form").addEventListener("submit", (e) => { e.preventDefault(); this.applyLive(); });
@@ -280,6 +299,7 @@ class App {
     for (const c of this.charts) c.reset();
     this.kernels.reset(); this.fmaps.reset(); this.norms.reset(); this.confusion.reset(); this.gallery.reset();
     this.timelapse.reset(); this.layerView.reset(); this.perclass.reset();
+    this.view.zoom = null;
     this.liveKey = null;
     this.headerKey = null;
   }

@@ -1,0 +1,153 @@
+"""Issue 12's practitioner charts and form, in Chromium against a real server (see conftest.py):
+the x-axis choice, the default smoothing, "Ignore outliers", the accuracy range, the compare
+chart's different-losses warning, zoom kept in sync, metrics export, remembered settings and
+the Advanced form fields. No timed assertions: every wait is for a condition.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from .test_defects import open_dashboard, shot, wait_state
+
+APP = "window.__bpl.app"
+
+
+@pytest.fixture(scope="module")
+def two_runs(server):
+    """Two finished mlp runs on 1,500 images (24 steps of 64): cross-entropy and quadratic."""
+    a = server.create_run("mlp", epochs=1, train_limit=1500, eval_every=8, name="xent-run")
+    b = server.create_run("mlp", epochs=1, train_limit=1500, eval_every=8, loss="mse", name="mse-run")
+    for r in (a, b):
+        server.wait_status(r["id"], ("completed",), timeout=180)
+    return a, b
+
+
+def chart_x(page, i: int) -> list:
+    """The x values the run chart i (0 loss, 1 accuracy, 2 lr) draws."""
+    return page.evaluate(f"Array.from({APP}.charts[{i}].u.data[0])")
+
+
+def feed_spiky_run(page):
+    """A page-only run (no server behind it): loss 1 with one spike of 1000, test accuracy
+    between 90% and 98%."""
+    page.evaluate("""() => {
+      const ev = [{type: "run_started", config: {train: {batch_size: 10, lr: 0.1}, model: [], dataset: {name: "mnist"}},
+                   summary: {}, total_steps: 200, steps_per_epoch: 20, train_size: 200, test_size: 100,
+                   class_names: ["a", "b"], start_step: 0}];
+      for (let s = 1; s <= 200; s++) {
+        ev.push({type: "progress", step: s, epoch: Math.ceil(s / 20), loss: s === 50 ? 1000 : 1 + 0.01 * (s % 7),
+                 accuracy: 0.9 + 0.0004 * s, lr: 0.1, images_per_sec: 1, step_ms: 1, elapsed: s / 10});
+        if (s % 20 === 0) ev.push({type: "eval", step: s, epoch: s / 20, train_loss: 1, train_accuracy: 0.9 + 0.0004 * s,
+                                   test_loss: 1, test_accuracy: 0.9 + 0.0004 * s, confusion: [[9, 1], [1, 9]], misclassified: []});
+      }
+      let seq = 0;
+      window.__bpl.feed("r-spiky", ev.map((e) => ({...e, seq: ++seq, ts: Date.now() / 1000})));
+    }""")
+    page.wait_for_function(f"{APP}.charts[0].u.data[0].length === 200 && {APP}.charts[1].u.data[0].length === 200")
+
+
+def test_x_axis_smoothing_outliers_and_accuracy_range(page, server, artifacts, two_runs):
+    a, _ = two_runs
+    open_dashboard(page, server, a["id"])
+    wait_state(page, "s.status === 'completed' && s.progress.n === 24")
+    # the default smoothing shows a smoothed line apart from the raw one, and says why 0.95
+    smoothing = page.get_by_label("Smoothing")
+    expect(smoothing).to_have_value("0.95")
+    expect(smoothing).to_have_attribute("title", re.compile(r"0\.6 applies per logged point.*0\.95 per step"))
+    readout = page.locator("#chart-loss .readout")
+    expect(readout).to_contain_text("smoothed")
+    raw, smooth = re.search(r"batch loss (\S+), smoothed (\S+)", readout.inner_text()).groups()
+    assert raw != smooth
+    page.wait_for_function(f"{APP}.charts[0].u.data[0].length === 24")
+    assert chart_x(page, 0) == list(range(1, 25))
+
+    # x axis: epoch (fraction of the 24 steps of an epoch), images seen, wall time; all charts
+    xaxis = page.get_by_label("X axis")
+    xaxis.select_option("epoch")
+    page.wait_for_function(f"{APP}.charts[0].u.data[0].at(-1) === 1 && {APP}.charts[1].u.data[0].at(-1) === 1")
+    assert chart_x(page, 0)[0] == pytest.approx(1 / 24)
+    expect(page.locator("#chart-loss .u-legend .u-series").first).to_contain_text("Epoch")
+    shot(page, artifacts, "practitioner-epoch-axis")
+    xaxis.select_option("images")
+    page.wait_for_function(f"{APP}.charts[0].u.data[0].at(-1) === 1500")
+    xs = chart_x(page, 0)
+    assert xs[0] == 64 and xs[-2] == 23 * 64        # the last batch holds the 28 left over
+    xaxis.select_option("time")
+    page.wait_for_function(f"{APP}.charts[0].u.data[0][0] < 1 && {APP}.charts[0].u.data[0].at(-1) > 0")
+    xs = chart_x(page, 0)
+    assert xs == sorted(xs) and xs[0] > 0
+    expect(page.locator("#chart-loss .u-legend .u-series").first).to_contain_text("Wall time")
+    # the choice is remembered
+    xaxis.select_option("epoch")
+    page.reload()
+    expect(page.get_by_label("X axis")).to_have_value("epoch")
+    page.wait_for_function(f"{APP}.charts[0].u.data[0].at(-1) === 1")
+    page.get_by_label("X axis").select_option("step")
+
+    # ignore outliers: one spike of 1000 among losses near 1 no longer sets the y range
+    feed_spiky_run(page)
+    ymax = lambda i: page.evaluate(f"{APP}.charts[{i}].u.scales.y.max")
+    assert ymax(0) >= 1000
+    # accuracy's range follows the data (90%..98%), not 0..100%
+    acc_min = page.evaluate(f"{APP}.charts[1].u.scales.y.min")
+    assert 0.8 <= acc_min < 0.9 and ymax(1) <= 1
+    page.get_by_label("Ignore outliers").check()
+    page.wait_for_function(f"{APP}.charts[0].u.scales.y.max < 2")
+    assert page.evaluate(f"{APP}.charts[0].u.scales.y.min") > 0.5
+    shot(page, artifacts, "practitioner-ignore-outliers")
+    page.get_by_label("Ignore outliers").uncheck()
+    page.wait_for_function(f"{APP}.charts[0].u.scales.y.max >= 1000")
+
+
+def drag(page, sel: str, f0: float, f1: float):
+    box = page.locator(sel).bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * f0, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * (f0 + f1) / 2, y)
+    page.mouse.move(box["x"] + box["width"] * f1, y)
+    page.mouse.up()
+
+
+def test_zoom_is_shared_by_the_run_charts(page, server, artifacts, two_runs):
+    a, _ = two_runs
+    open_dashboard(page, server, a["id"])
+    wait_state(page, "s.progress.n === 24")
+    page.wait_for_function(f"{APP}.charts[1].u.data[0].length === 24")
+    drag(page, "#chart-loss .u-over", 0.3, 0.7)
+    page.wait_for_function(f"{APP}.charts.every(c => c.u.data[0].length > 0 && c.u.data[0].length < 24)")
+    ranges = [chart_x(page, i) for i in range(3)]
+    assert ranges[0] == ranges[1] == ranges[2] and 1 < ranges[0][0] and ranges[0][-1] < 24
+    for c in ("#chart-loss", "#chart-accuracy", "#chart-lr"):
+        expect(page.locator(c).get_by_role("button", name="Reset zoom")).to_be_visible()
+    # Reset on the accuracy chart resets every chart
+    page.locator("#chart-accuracy").get_by_role("button", name="Reset zoom").click()
+    page.wait_for_function(f"{APP}.charts.every(c => c.u.data[0].length === 24)")
+    for c in ("#chart-loss", "#chart-accuracy", "#chart-lr"):
+        expect(page.locator(c).get_by_role("button", name="Reset zoom")).to_be_hidden()
+
+
+def test_compare_warns_when_the_losses_differ(page, server, artifacts, two_runs):
+    a, b = two_runs
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.goto(server.url + f"/#run={a['id']}&compare={a['id']}")
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
+    warn = page.locator("#compare .warn-note")
+    expect(page.locator("#compare .u-legend").first.locator(".u-series")).to_have_count(2)
+    expect(warn).to_be_hidden()
+    page.get_by_role("checkbox", name=f"Compare mse-run ({b['id']})").check()
+    expect(warn).to_be_visible()
+    expect(warn).to_contain_text("different losses")
+    expect(warn).to_contain_text("quadratic (MSE): mse-run")
+    expect(warn).to_contain_text("cross-entropy: xent-run")
+    # the compare charts follow the x axis too
+    page.get_by_label("X axis").select_option("epoch")
+    page.wait_for_function(f"{APP}.compareView.acc.u.data[0].at(-1) === 1 && {APP}.compareView.loss.u.data[0].at(-1) === 1")
+    page.locator("#t-compare").scroll_into_view_if_needed()
+    shot(page, artifacts, "practitioner-compare-losses")
