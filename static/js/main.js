@@ -28,6 +28,7 @@ import { layerText } from "./ui/compare.js";
 import { TimeLapse } from "./ui/timelapse.js";
 import { LayerView } from "./ui/layers.js";
 import { PerClassChart } from "./ui/perclass.js";
+import { metricsCSV, metricsJSON, metricsFilename, download } from "./ui/export.js";
 
 const clone = (x) => (x == null ? x : JSON.parse(JSON.stringify(x)));
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
@@ -127,6 +128,8 @@ class App {
     this.gradcheck = new GradCheck($("#gradcheck"), { getBody: () => ({ model: this.design.cfg.model, dataset: this.design.cfg.dataset }) });
     $("#preset").addEventListener("change", (e) => this.loadPreset(e.target.value));
     $("#btn-copy-design").addEventListener("click", () => this.copyDesign());
+    $("#btn-metrics-csv").addEventListener("click", () => this.downloadMetrics("csv"));
+    $("#btn-metrics-json").addEventListener("click", () => this.downloadMetrics("json"));
     this.validateSoon = debounce(() => this.validate(), 200);
 
     window.addEventListener("hashchange", () => this.readHash());
@@ -520,6 +523,13 @@ class App {
     $("#preset").focus();
   }
 
+  /** The watched run's metrics as a CSV or JSON file (ui/export.js). */
+  downloadMetrics(ext) {
+    const s = this.watched && this.state(this.watched);
+    if (!s) return;
+    download(metricsFilename(s, ext), ext === "csv" ? metricsCSV(s) : metricsJSON(s), ext === "csv" ? "text/csv" : "application/json");
+  }
+
   loadPreset(name, config = null) {
     const p = this.presets.find((x) => x.name === name);
     const cfg = config || (p ? clone(p.config) : { model: [{ type: "flatten" }, { type: "dense", units: 10 }], train: { optimizer: "sgd", lr: 0.05, momentum: 0.9, batch_size: 64, epochs: 1 }, dataset: { name: "mnist", train_limit: 5000 } });
@@ -661,6 +671,7 @@ class App {
     this.headerKey = key;
     const info = $("#run-info");
     $("#btn-copy-design").hidden = !(s && s.config);
+    $("#metrics-download").hidden = !s;
     if (!s) { info.textContent = "No run selected. Design a network on the left and press Start, or pick a run from the list below."; }
     else {
       const c = s.config;

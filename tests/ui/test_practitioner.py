@@ -151,3 +151,41 @@ def test_compare_warns_when_the_losses_differ(page, server, artifacts, two_runs)
     page.wait_for_function(f"{APP}.compareView.acc.u.data[0].at(-1) === 1 && {APP}.compareView.loss.u.data[0].at(-1) === 1")
     page.locator("#t-compare").scroll_into_view_if_needed()
     shot(page, artifacts, "practitioner-compare-losses")
+
+
+def test_download_metrics_as_csv_and_json(page, server, artifacts, two_runs):
+    a, _ = two_runs
+    stored = server.stored_events(a["id"])
+    progress = [e for e in stored if e["type"] == "progress"]
+    evals = [e for e in stored if e["type"] == "eval"]
+    open_dashboard(page, server, a["id"])
+    wait_state(page, f"s.status === 'completed' && s.progress.n === {len(progress)} && s.evals.n === {len(evals)}")
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download metrics as CSV").click()
+    assert dl.value.suggested_filename == f"xent-run-{a['id']}-metrics.csv"
+    rows = list(csv.DictReader(io.StringIO(open(dl.value.path()).read())))
+    assert list(rows[0]) == ["kind", "step", "epoch", "images", "wall_time_s", "loss", "accuracy", "lr",
+                             "train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+    steps = [r for r in rows if r["kind"] == "step"]
+    ev_rows = [r for r in rows if r["kind"] == "eval"]
+    assert [int(r["step"]) for r in steps] == [e["step"] for e in progress]
+    assert [float(r["loss"]) for r in steps] == pytest.approx([e["loss"] for e in progress])
+    assert [float(r["lr"]) for r in steps] == pytest.approx([e["lr"] for e in progress])
+    assert [float(r["wall_time_s"]) for r in steps] == pytest.approx([e["elapsed"] for e in progress])
+    assert [int(r["images"]) for r in steps][-1] == 1500 and int(steps[0]["images"]) == 64
+    assert {r["epoch"] for r in steps} == {"1"}
+    assert [int(r["step"]) for r in ev_rows] == [e["step"] for e in evals]
+    assert [float(r["test_accuracy"]) for r in ev_rows] == pytest.approx([e["test_accuracy"] for e in evals])
+    assert all(r["loss"] == "" for r in ev_rows) and all(r["test_loss"] == "" for r in steps)
+    # each evaluation row follows its step's row
+    kinds = [(r["kind"], r["step"]) for r in rows]
+    for r in ev_rows:
+        assert kinds[kinds.index(("eval", r["step"])) - 1] == ("step", r["step"])
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download metrics as JSON").click()
+    data = json.loads(open(dl.value.path()).read())
+    assert data["run_id"] == a["id"] and data["config"]["train"]["batch_size"] == 64
+    assert [s["accuracy"] for s in data["steps"]] == pytest.approx([e["accuracy"] for e in progress])
+    assert [e["train_loss"] for e in data["evals"]] == pytest.approx([e["train_loss"] for e in evals])
+    assert set(data["evals"][0]) == {"step", "epoch", "images", "wall_time_s", "train_loss", "train_accuracy",
+                                     "test_loss", "test_accuracy"}
