@@ -132,6 +132,12 @@ class App {
     $("#btn-metrics-json").addEventListener("click", () => this.downloadMetrics("json"));
     this.validateSoon = debounce(() => this.validate(), 200);
 
+    // the design drawer (narrow screens, app.css)
+    $("#btn-design").addEventListener("click", () => this.setDrawer(!document.body.classList.contains("design-open")));
+    $("#btn-design-close").addEventListener("click", () => this.setDrawer(false));
+    $("#design-backdrop").addEventListener("click", () => this.setDrawer(false));
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape" && document.body.classList.contains("design-open")) this.setDrawer(false); });
+
     window.addEventListener("hashchange", () => this.readHash());
     document.addEventListener("visibilitychange", () => { if (!document.hidden) req(); });
   }
@@ -170,6 +176,15 @@ class App {
     }
     this.runListDirty = true;
     this.frame.request();
+  }
+
+  /** Open or close the design drawer (only a drawer below 1000 px; wide, the panel stays put). */
+  setDrawer(open) {
+    document.body.classList.toggle("design-open", open);
+    $("#btn-design").setAttribute("aria-expanded", String(open));
+    $("#design-backdrop").hidden = !open;
+    if (open) $("#preset").focus();
+    else if (document.activeElement && $("#design").contains(document.activeElement)) $("#btn-design").focus();
   }
 
   notice(msg) { const el = $("#notice"); el.textContent = msg; el.hidden = !msg; }
