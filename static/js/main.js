@@ -128,6 +128,7 @@ class App {
     this.gradcheck = new GradCheck($("#gradcheck"), { getBody: () => ({ model: this.design.cfg.model, dataset: this.design.cfg.dataset }) });
     $("#preset").addEventListener("change", (e) => this.loadPreset(e.target.value));
     $("#btn-copy-design").addEventListener("click", () => this.copyDesign());
+    $("#run-name-input").addEventListener("input", () => this.saveDesign());
     $("#btn-metrics-csv").addEventListener("click", () => this.downloadMetrics("csv"));
     $("#btn-metrics-json").addEventListener("click", () => this.downloadMetrics("json"));
     this.validateSoon = debounce(() => this.validate(), 200);
@@ -160,9 +161,19 @@ class App {
     this.hparams.setDatasets(this.datasets);
     const sel = $("#preset");
     sel.replaceChildren(...this.presets.map((p) => h("option", { value: p.name }, `${p.title} (${p.name})`)), h("option", { value: "" }, "Custom (start from an empty model)"));
-    const initial = this.presets.find((p) => p.name === "mlp") ? "mlp" : this.presets.length ? this.presets[0].name : "";
-    sel.value = initial;
-    this.loadPreset(initial);
+    // the design as the person left it (not yet run), else the mlp preset
+    const saved = this.prefs.design;
+    if (saved && saved.cfg && typeof saved.cfg === "object" && Array.isArray(saved.cfg.model)
+        && (saved.preset === "" || this.presets.some((p) => p.name === saved.preset))) {
+      sel.value = saved.preset;
+      this.loadPreset(saved.preset, clone(saved.cfg));
+      $("#run-name-input").value = typeof saved.name === "string" ? saved.name : "";
+      this.saveDesign();
+    } else {
+      const initial = this.presets.find((p) => p.name === "mlp") ? "mlp" : this.presets.length ? this.presets[0].name : "";
+      sel.value = initial;
+      this.loadPreset(initial);
+    }
     performance.mark("bpl-form");
     this.feed = new RunsFeed({
       onMessage: (m) => this.onRunsMessage(m),
@@ -559,13 +570,22 @@ class App {
     $("#run-name-input").placeholder = p ? p.name : "custom";
     this.editor.setModel(cfg.model);
     this.hparams.setConfig(cfg);
+    // a run name belongs to the design it was typed for: a new preset starts without one
+    $("#run-name-input").value = "";
+    this.saveDesign();
     // a whole new design: check it now (typing is debounced, a preset need not wait)
     this.validateSoon.cancel();
     this.design.checked = false;
     this.validate();
   }
 
+  /** Remember the design form (preset, config, run name) so a reload keeps unsaved edits. */
+  saveDesign() {
+    savePref("design", { preset: this.design.preset ? this.design.preset.name : "", cfg: this.design.cfg, name: $("#run-name-input").value });
+  }
+
   designChanged() {
+    this.saveDesign();
     this.design.checked = false;
     this.validateSoon();
   }

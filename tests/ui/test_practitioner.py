@@ -189,3 +189,50 @@ def test_download_metrics_as_csv_and_json(page, server, artifacts, two_runs):
     assert [e["train_loss"] for e in data["evals"]] == pytest.approx([e["train_loss"] for e in evals])
     assert set(data["evals"][0]) == {"step", "epoch", "images", "wall_time_s", "train_loss", "train_accuracy",
                                      "test_loss", "test_accuracy"}
+
+
+def test_reload_keeps_the_design_and_chart_settings(page, server, artifacts, two_runs):
+    a, _ = two_runs
+    open_dashboard(page, server, a["id"])
+    page.get_by_label("Preset").select_option("lenet")
+    page.get_by_label("Learning rate", exact=True).fill("0.0123")
+    page.get_by_label("Layer 1 filters").fill("7")
+    page.get_by_label("Run name").fill("my lenet")
+    page.get_by_label("Smoothing").fill("0.5")
+    page.get_by_role("checkbox", name="Log scale (loss)").check()
+    expect(page.locator("#design-summary")).to_contain_text("parameters")
+    page.reload()
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
+    expect(page.get_by_label("Preset")).to_have_value("lenet")
+    expect(page.get_by_label("Learning rate", exact=True)).to_have_value("0.0123")
+    expect(page.get_by_label("Layer 1 filters")).to_have_value("7")
+    expect(page.get_by_label("Run name")).to_have_value("my lenet")
+    expect(page.get_by_label("Smoothing")).to_have_value("0.5")
+    expect(page.get_by_role("checkbox", name="Log scale (loss)")).to_be_checked()
+    expect(page.get_by_role("checkbox", name="Log scale (learning rate)")).not_to_be_checked()
+    page.wait_for_function(f"{APP}.charts[0].u.scales.y.distr === 3")      # drawn on a log scale
+    # the restored design starts as edited (its lr, its 7 filters, its name)
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.wait_for_function(f"window.__bpl.watched() !== '{a['id']}'")
+    new_id = page.evaluate("window.__bpl.watched()")
+    run = server.call("GET", f"/api/runs/{new_id}")
+    server.call("POST", f"/api/runs/{new_id}/stop")
+    assert run["name"] == "my lenet" and run["config"]["train"]["lr"] == 0.0123
+    assert run["config"]["model"][0]["filters"] == 7
+    # another preset does not carry the run name over, and is what a reload shows
+    page.get_by_label("Preset").select_option("mlp")
+    expect(page.get_by_label("Run name")).to_have_value("")
+    page.reload()
+    expect(page.get_by_label("Preset")).to_have_value("mlp")
+    expect(page.get_by_label("Run name")).to_have_value("")
+
+
+def test_no_two_checkboxes_share_a_name(page, server, two_runs):
+    a, b = two_runs
+    page.goto(server.url + f"/#run={a['id']}&compare={a['id']},{b['id']}")
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
+    expect(page.get_by_role("checkbox", name=f"Compare mse-run ({b['id']})")).to_be_checked()
+    expect(page.get_by_role("checkbox", name="Log scale", exact=True)).to_have_count(0)
+    names = re.findall(r'checkbox "([^"]*)"', page.locator("body").aria_snapshot())
+    assert "Log scale (loss)" in names and "Log scale (learning rate)" in names
+    assert len(names) == len(set(names)), sorted(names)
