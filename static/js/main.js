@@ -24,7 +24,7 @@ import { RunList } from "./ui/runlist.js";
 import { ComparePanel } from "./ui/compare.js";
 import { RunBar, Banner, WreckBanner, retryLr } from "./ui/runbar.js";
 import { ForkDialog, lineagePrefix, nearestStep } from "./ui/fork.js";
-import { layerText } from "./ui/compare.js";
+import { layerText, scheduleText, lossTitle } from "./ui/compare.js";
 import { TimeLapse } from "./ui/timelapse.js";
 import { LayerView } from "./ui/layers.js";
 import { PerClassChart } from "./ui/perclass.js";
@@ -717,7 +717,11 @@ class App {
         parts.push(c.model.map(layerText).join(" → "));
         parts.push(`${c.dataset.name}${c.dataset.train_limit ? `, ${fmtInt(c.dataset.train_limit)} training images` : ""}`);
         const t = c.train;
-        parts.push(`${t.optimizer} lr ${t.lr}${t.momentum ? `, momentum ${t.momentum}` : ""}, batch ${t.batch_size}, ${t.epochs ? t.epochs + " epoch" + (t.epochs > 1 ? "s" : "") : fmtInt(t.iterations) + " iterations"}`);
+        // each optimizer's own knobs: momentum (SGD, RMSprop), Nesterov (SGD), betas (Adam)
+        const opt = t.optimizer === "adam" ? `, betas ${t.beta1 ?? 0.9}/${t.beta2 ?? 0.999}`
+          : t.momentum ? `, momentum ${t.momentum}${t.nesterov && t.optimizer === "sgd" ? " (Nesterov)" : ""}` : "";
+        parts.push(`${t.optimizer} lr ${t.lr}${opt}, weight decay ${t.weight_decay ?? 0}, batch ${t.batch_size}, ${t.epochs ? t.epochs + " epoch" + (t.epochs > 1 ? "s" : "") : fmtInt(t.iterations) + " iterations"}`);
+        parts.push(`${scheduleText(t.schedule)} · ${lossTitle(t.loss || "cross_entropy")} loss${t.clip_norm ? ` · gradient norm clipped at ${t.clip_norm}` : ""}`);
       }
       if (s.summary && s.summary.params != null) parts.push(`${fmtInt(s.summary.params)} parameters`);
       info.textContent = parts.join(" · ");

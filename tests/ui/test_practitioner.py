@@ -236,3 +236,57 @@ def test_no_two_checkboxes_share_a_name(page, server, two_runs):
     names = re.findall(r'checkbox "([^"]*)"', page.locator("body").aria_snapshot())
     assert "Log scale (loss)" in names and "Log scale (learning rate)" in names
     assert len(names) == len(set(names)), sorted(names)
+
+
+def test_advanced_form_fields_insert_below_and_the_watching_summary(page, server, artifacts):
+    open_dashboard(page, server)
+    page.get_by_label("Preset").select_option("mlp")
+    loss = page.get_by_label("Loss function")
+    expect(loss).to_be_hidden()                        # under the closed "Advanced"
+    page.get_by_text("Advanced", exact=True).click()
+    expect(loss).to_be_visible()
+    assert loss.locator("option").all_inner_texts() == ["Cross-entropy", "Quadratic (MSE)"]
+    loss.select_option("mse")
+    page.get_by_label("Clip norm").fill("5")
+    page.get_by_label("Nesterov momentum").check()      # SGD with momentum 0.9
+    page.get_by_label("Schedule", exact=True).select_option("step")
+    expect(page.get_by_label("Schedule gamma")).to_be_visible()   # Advanced stays open
+    page.get_by_label("Schedule every").fill("2")
+    expect(page.get_by_label("Adam beta1")).to_have_count(0)
+    page.get_by_label("Optimizer").select_option("adam")
+    expect(page.get_by_label("Nesterov momentum")).to_have_count(0)
+    page.get_by_label("Adam beta2").fill("0.99")
+    page.get_by_label("Weight decay", exact=True).fill("0.0001")
+    # Insert below: a layer of the chosen type right under layer 1, its type select focused
+    n = page.locator("li.layer:not(.input-layer)").count()
+    page.get_by_label("New layer type").select_option("dropout")
+    page.get_by_role("button", name="Insert a layer below layer 1").click()
+    expect(page.locator("li.layer:not(.input-layer)")).to_have_count(n + 1)
+    expect(page.get_by_label("Layer 2 type")).to_have_value("dropout")
+    expect(page.get_by_label("Layer 2 type")).to_be_focused()
+    expect(page.get_by_label("Layer 3 type")).to_have_value("dense")
+    page.get_by_label("Training subset size").fill("640")
+    page.get_by_label("Epochs", exact=True).fill("1")
+    expect(page.locator("#design-summary")).to_contain_text("10 steps")
+    shot(page, artifacts, "practitioner-layer-insert")
+    page.locator("#hparams").screenshot(path=str(artifacts / "practitioner-advanced-form.png"))
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.wait_for_function("!!window.__bpl.watched()")
+    run = server.call("GET", f"/api/runs/{page.evaluate('window.__bpl.watched()')}")
+    t = run["config"]["train"]
+    assert (t["loss"], t["clip_norm"], t["optimizer"], t["beta2"], t["weight_decay"]) == ("mse", 5, "adam", 0.99, 0.0001)
+    assert t["schedule"]["type"] == "step" and t["schedule"]["every_epochs"] == 2
+    assert [layer["type"] for layer in run["config"]["model"]][:3] == ["flatten", "dropout", "dense"]
+    info = page.locator("#run-info")
+    expect(info).to_contain_text("weight decay 0.0001")
+    expect(info).to_contain_text("step schedule: x0.95 every 2 epochs")
+    expect(info).to_contain_text("adam lr 0.05, betas 0.9/0.99, weight decay 0.0001")
+    expect(info).to_contain_text("quadratic (MSE) loss")
+    expect(info).to_contain_text("gradient norm clipped at 5")
+    server.wait_status(run["id"], ("completed",), timeout=180)
+    # an error in a field under a closed "Advanced" opens it (a reload closes it)
+    page.get_by_label("Clip norm").fill("-1")
+    page.reload()
+    expect(page.get_by_label("Clip norm")).to_be_visible()
+    expect(page.locator("#hp-clip_norm-error")).to_contain_text("clip_norm")
+    expect(page.get_by_label("Clip norm")).to_have_attribute("aria-invalid", "true")

@@ -47,6 +47,20 @@ export function lossWarning(runs) {
   return `⚠ These runs use different losses (${parts.join("; ")}): their loss curves are on different scales and cannot be compared; compare their test accuracy instead.`;
 }
 
+/** A schedule in words: "constant lr", "step schedule: x0.95 every 1 epoch", ... */
+export function scheduleText(sched) {
+  const s = sched == null ? { type: "constant" } : typeof sched === "string" ? { type: sched } : sched;
+  const every = s.every_epochs ?? 1;
+  switch (s.type) {
+    case "constant": return "constant lr";
+    case "step": return `step schedule: x${s.gamma ?? 0.95} every ${every} epoch${every === 1 ? "" : "s"}`;
+    case "exponential": return `exponential schedule: x${s.gamma ?? 0.95} per epoch`;
+    case "cosine": return `cosine schedule to ${s.min_lr ?? 0}`;
+    case "loss": return "loss-driven schedule";
+    default: return `${s.type} schedule`;
+  }
+}
+
 export class ComparePanel {
   constructor(root, { requestDraw, onZoom = null }) {
     this.root = root;
