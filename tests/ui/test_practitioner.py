@@ -290,3 +290,38 @@ def test_advanced_form_fields_insert_below_and_the_watching_summary(page, server
     expect(page.get_by_label("Clip norm")).to_be_visible()
     expect(page.locator("#hp-clip_norm-error")).to_contain_text("clip_norm")
     expect(page.get_by_label("Clip norm")).to_have_attribute("aria-invalid", "true")
+
+
+def test_x_scales_images_and_quantiles(page, server):
+    """The pure logic behind the x axes and Ignore outliers (static/js/ui/series.js)."""
+    page.goto(server.url + "/")
+    out = page.evaluate("""async () => {
+      const m = await import('/static/js/ui/series.js');
+      const r = await import('/static/js/reducer.js');
+      const img = (o) => [1, 2, 3, 4, 7].map((s) => m.imagesAt(s, o));
+      // 10 images in batches of 4: 3 steps an epoch (4, 4, 2), or 2 with drop_last
+      const shuffle = img({stepsPerEpoch: 3, trainSize: 10, batch: 4});
+      const dropLast = img({stepsPerEpoch: 2, trainSize: 10, batch: 4, perStep: true});
+      let s = r.initialRunState("r-x");
+      const evs = [{type: "run_started", seq: 1, config: {train: {batch_size: 4}}, summary: {}, total_steps: 9,
+                    steps_per_epoch: 3, train_size: 10, test_size: 1, class_names: []}];
+      for (let k = 1; k <= 6; k++) evs.push({type: "progress", seq: 1 + k, step: k, epoch: Math.ceil(k / 3), loss: 1, accuracy: 1, lr: 1, elapsed: k / 2});
+      // a continue from step 4: the new worker's elapsed starts again at 0
+      evs.push({type: "continued", seq: 8, step: 4, epoch: 2, total_steps: 9});
+      evs.push({type: "progress", seq: 9, step: 5, epoch: 2, loss: 1, accuracy: 1, lr: 1, elapsed: 0.25});
+      for (const e of evs) s = r.reduceRun(s, e);
+      const xs = (mode) => { const x = m.xScale(s, mode); return {mode: x.mode, at: [0, 1, 2, 3, 4].map(x.at), lower: x.lower(1.5), upper: x.upper(1), step5: x.atStep(5)}; };
+      const bare = m.xScale(r.initialRunState("r-y"), "epoch").mode;
+      return {shuffle, dropLast, step: xs("step"), epoch: xs("epoch"), images: xs("images"), time: xs("time"), bare,
+              q: m.quantileRange([[5, 1, 2, 3, 4, null, NaN], [1000]], 0.2), none: m.quantileRange([[null]])};
+    }""")
+    assert out["shuffle"] == [4, 8, 10, 14, 24]
+    assert out["dropLast"] == [4, 8, 12, 16, 28]
+    assert out["step"] == {"mode": "step", "at": [1, 2, 3, 4, 5], "lower": 1, "upper": 1, "step5": 5}
+    assert out["epoch"]["at"] == pytest.approx([1 / 3, 2 / 3, 1, 4 / 3, 5 / 3])
+    assert out["epoch"]["lower"] == 4 and out["epoch"]["upper"] == 3
+    assert out["images"]["at"] == [4, 8, 10, 14, 18]
+    assert out["time"]["at"] == [0.5, 1, 1.5, 2, 2.25] and out["time"]["step5"] == 2.25
+    assert out["time"]["lower"] == 2 and out["time"]["upper"] == 2
+    assert out["bare"] == "step"         # no run_started yet: no steps per epoch, the step axis
+    assert out["q"] == [2, 5] and out["none"] is None
