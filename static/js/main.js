@@ -8,6 +8,7 @@ import { initialRunState, reduceRun, withRunInfo, isTerminal } from "./reducer.j
 import { RunStream, RunsFeed } from "./stream.js";
 import { setSpec } from "./spec.js";
 import { FrameLoop } from "./frame.js";
+import { loadPrefs, savePref } from "./prefs.js";
 import { SampleCache } from "./samples.js";
 import { $, h, debounce, fmtInt, shapeStr } from "./ui/dom.js";
 import { RunChart } from "./ui/charts.js";
@@ -23,11 +24,12 @@ import { RunList } from "./ui/runlist.js";
 import { ComparePanel } from "./ui/compare.js";
 import { RunBar, Banner, WreckBanner, retryLr } from "./ui/runbar.js";
 import { ForkDialog, lineagePrefix, nearestStep } from "./ui/fork.js";
-import { layerText } from "./ui/compare.js";
+import { layerText, scheduleText, lossTitle } from "./ui/compare.js";
 import { TimeLapse } from "./ui/timelapse.js";
 import { LayerView } from "./ui/layers.js";
 import { PerClassChart } from "./ui/perclass.js";
 import { BsdePanel, BsdeForm, IMAGE_ONLY, isBsde } from "./ui/bsde.js";
+import { metricsCSV, metricsJSON, metricsFilename, download } from "./ui/export.js";
 
 const clone = (x) => (x == null ? x : JSON.parse(JSON.stringify(x)));
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
@@ -42,7 +44,9 @@ class App {
     this.conn = new Map();       // id -> connection text
     this.watched = null;
     this.compare = [];
-    this.view = { smoothing: 0.6 };
+    this.prefs = loadPrefs();
+    // chart options, shared by the run charts and the compare charts (zoom: x-axis units)
+    this.view = { smoothing: 0.95, xAxis: "step", ignoreOutliers: false, zoom: null, compareZoom: null };
     this.design = { cfg: { model: [], train: {}, dataset: {} }, preset: null, valid: false, checked: false };
     this.runListDirty = true;
     this.samples = new SampleCache();
@@ -50,11 +54,15 @@ class App {
     const req = () => this.frame.request();
 
     // charts and views
+    // the run charts zoom together: a drag on one zooms all, Reset zoom on one resets all
+    const onZoom = (z) => { this.view.zoom = z; req(); };
+    const onLog = (kind) => (on) => savePref(`log.${kind}`, on);
     this.charts = [
-      new RunChart($("#chart-loss"), "loss", { height: 260, requestDraw: req, onPick: (st) => this.pickFork(st) }),
-      new RunChart($("#chart-accuracy"), "accuracy", { height: 260, requestDraw: req, onPick: (st) => this.pickFork(st) }),
-      new RunChart($("#chart-lr"), "lr", { height: 160, requestDraw: req }),
+      new RunChart($("#chart-loss"), "loss", { height: 260, requestDraw: req, onPick: (st) => this.pickFork(st), onZoom, onLog: onLog("loss") }),
+      new RunChart($("#chart-accuracy"), "accuracy", { height: 260, requestDraw: req, onPick: (st) => this.pickFork(st), onZoom }),
+      new RunChart($("#chart-lr"), "lr", { height: 160, requestDraw: req, onZoom, onLog: onLog("lr") }),
     ];
+    for (const c of this.charts) if (c.logBox && this.prefs[`log.${c.kindName}`]) c.setLog(true);
     this.kernels = new KernelGrid($("#kernels"));
     this.fmaps = new FeatureMaps($("#feature-maps"), this.samples);
     this.fmaps.onSelect = req;
@@ -64,7 +72,7 @@ class App {
     this.timelapse = new TimeLapse($("#timelapse"), { requestDraw: req });
     this.layerView = new LayerView($("#layer-view"));
     this.perclass = new PerClassChart($("#perclass"));
-    this.compareView = new ComparePanel($("#compare"), { requestDraw: req });
+    this.compareView = new ComparePanel($("#compare"), { requestDraw: req, onZoom: (z) => { this.view.compareZoom = z; req(); } });
     this.runList = new RunList($("#run-list"), {
       onWatch: (id) => this.watch(id),
       onCompareChange: (id, on) => this.setCompare(id, on),
@@ -96,11 +104,23 @@ class App {
     $("#hparams").before(this.bsdeFormEl);
     this.bsdeForm = new BsdeForm(this.bsdeFormEl, { onChange: () => this.designChanged() });
 
-    // smoothing slider
+    // chart options: smoothing, x axis, ignore outliers (remembered across reloads)
     const sm = $("#smoothing"), smOut = $("#smoothing-value");
-    sm.addEventListener("input", () => { this.view.smoothing = +sm.value; smOut.textContent = (+sm.value).toFixed(3); req(); });
+    if (typeof this.prefs.smoothing === "number") sm.value = String(this.prefs.smoothing);
+    sm.addEventListener("input", () => { this.view.smoothing = +sm.value; smOut.textContent = (+sm.value).toFixed(3); savePref("smoothing", +sm.value); req(); });
     this.view.smoothing = +sm.value;
     smOut.textContent = (+sm.value).toFixed(3);
+    const xSel = $("#x-axis");
+    if ([...xSel.options].some((o) => o.value === this.prefs.xAxis)) xSel.value = this.prefs.xAxis;
+    this.view.xAxis = xSel.value;
+    xSel.addEventListener("change", () => {
+      this.view.xAxis = xSel.value; this.view.zoom = null; this.view.compareZoom = null;
+      savePref("xAxis", xSel.value); req();
+    });
+    const outl = $("#ignore-outliers");
+    outl.checked = !!this.prefs.ignoreOutliers;
+    this.view.ignoreOutliers = outl.checked;
+    outl.addEventListener("change", () => { this.view.ignoreOutliers = outl.checked; savePref("ignoreOutliers", outl.checked); req(); });
 
     // live hyperparameters
     $("#live-form").addEventListener("submit", (e) => { e.preventDefault(); this.applyLive(); });
@@ -120,7 +140,16 @@ class App {
     this.gradcheck = new GradCheck($("#gradcheck"), { getBody: () => ({ model: this.design.cfg.model, dataset: this.design.cfg.dataset }) });
     $("#preset").addEventListener("change", (e) => this.loadPreset(e.target.value));
     $("#btn-copy-design").addEventListener("click", () => this.copyDesign());
+    $("#run-name-input").addEventListener("input", () => this.saveDesign());
+    $("#btn-metrics-csv").addEventListener("click", () => this.downloadMetrics("csv"));
+    $("#btn-metrics-json").addEventListener("click", () => this.downloadMetrics("json"));
     this.validateSoon = debounce(() => this.validate(), 200);
+
+    // the design drawer (narrow screens, app.css)
+    $("#btn-design").addEventListener("click", () => this.setDrawer(!document.body.classList.contains("design-open")));
+    $("#btn-design-close").addEventListener("click", () => this.setDrawer(false));
+    $("#design-backdrop").addEventListener("click", () => this.setDrawer(false));
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape" && document.body.classList.contains("design-open")) this.setDrawer(false); });
 
     window.addEventListener("hashchange", () => this.readHash());
     document.addEventListener("visibilitychange", () => { if (!document.hidden) req(); });
@@ -145,9 +174,19 @@ class App {
     this.hparams.setDatasets(this.datasets);
     const sel = $("#preset");
     sel.replaceChildren(...this.presets.map((p) => h("option", { value: p.name }, `${p.title} (${p.name})`)), h("option", { value: "" }, "Custom (start from an empty model)"));
-    const initial = this.presets.find((p) => p.name === "mlp") ? "mlp" : this.presets.length ? this.presets[0].name : "";
-    sel.value = initial;
-    this.loadPreset(initial);
+    // the design as the person left it (not yet run), else the mlp preset
+    const saved = this.prefs.design;
+    if (saved && saved.cfg && typeof saved.cfg === "object" && (Array.isArray(saved.cfg.model) || isBsde(saved.cfg))
+        && (saved.preset === "" || this.presets.some((p) => p.name === saved.preset))) {
+      sel.value = saved.preset;
+      this.loadPreset(saved.preset, clone(saved.cfg));
+      $("#run-name-input").value = typeof saved.name === "string" ? saved.name : "";
+      this.saveDesign();
+    } else {
+      const initial = this.presets.find((p) => p.name === "mlp") ? "mlp" : this.presets.length ? this.presets[0].name : "";
+      sel.value = initial;
+      this.loadPreset(initial);
+    }
     performance.mark("bpl-form");
     this.feed = new RunsFeed({
       onMessage: (m) => this.onRunsMessage(m),
@@ -161,6 +200,15 @@ class App {
     }
     this.runListDirty = true;
     this.frame.request();
+  }
+
+  /** Open or close the design drawer (only a drawer below 1000 px; wide, the panel stays put). */
+  setDrawer(open) {
+    document.body.classList.toggle("design-open", open);
+    $("#btn-design").setAttribute("aria-expanded", String(open));
+    $("#design-backdrop").hidden = !open;
+    if (open) $("#preset").focus();
+    else if (document.activeElement && $("#design").contains(document.activeElement)) $("#btn-design").focus();
   }
 
   notice(msg) { const el = $("#notice"); el.textContent = msg; el.hidden = !msg; }
@@ -293,6 +341,7 @@ class App {
     for (const c of this.charts) c.reset();
     this.kernels.reset(); this.fmaps.reset(); this.norms.reset(); this.confusion.reset(); this.gallery.reset();
     this.timelapse.reset(); this.layerView.reset(); this.perclass.reset();
+    this.view.zoom = null;
     this.liveKey = null;
     this.headerKey = null;
   }
@@ -513,6 +562,13 @@ class App {
     $("#preset").focus();
   }
 
+  /** The watched run's metrics as a CSV or JSON file (ui/export.js). */
+  downloadMetrics(ext) {
+    const s = this.watched && this.state(this.watched);
+    if (!s) return;
+    download(metricsFilename(s, ext), ext === "csv" ? metricsCSV(s) : metricsJSON(s), ext === "csv" ? "text/csv" : "application/json");
+  }
+
   loadPreset(name, config = null) {
     const p = this.presets.find((x) => x.name === name);
     if ((p && p.task === "bsde" && !config) || isBsde(config)) return this.loadBsde(p, config);
@@ -529,6 +585,9 @@ class App {
     $("#run-name-input").placeholder = p ? p.name : "custom";
     this.editor.setModel(cfg.model);
     this.hparams.setConfig(cfg);
+    // a run name belongs to the design it was typed for: a new preset starts without one
+    $("#run-name-input").value = "";
+    this.saveDesign();
     // a whole new design: check it now (typing is debounced, a preset need not wait)
     this.validateSoon.cancel();
     this.design.checked = false;
@@ -559,12 +618,20 @@ class App {
     $("#run-name-input").placeholder = p ? p.name : "bsde";
     this.editor.setModel(cfg.subnet);
     this.bsdeForm.setConfig(cfg);
+    $("#run-name-input").value = "";
+    this.saveDesign();
     this.validateSoon.cancel();
     this.design.checked = false;
     this.validate();
   }
 
+  /** Remember the design form (preset, config, run name) so a reload keeps unsaved edits. */
+  saveDesign() {
+    savePref("design", { preset: this.design.preset ? this.design.preset.name : "", cfg: this.design.cfg, name: $("#run-name-input").value });
+  }
+
   designChanged() {
+    this.saveDesign();
     this.design.checked = false;
     this.validateSoon();
   }
@@ -720,6 +787,7 @@ class App {
     this.headerKey = key;
     const info = $("#run-info");
     $("#btn-copy-design").hidden = !(s && s.config);
+    $("#metrics-download").hidden = !s;
     if (!s) { info.textContent = "No run selected. Design a network on the left and press Start, or pick a run from the list below."; }
     else {
       const c = s.config;
@@ -735,7 +803,11 @@ class App {
         parts.push(c.model.map(layerText).join(" → "));
         parts.push(`${c.dataset.name}${c.dataset.train_limit ? `, ${fmtInt(c.dataset.train_limit)} training images` : ""}`);
         const t = c.train;
-        parts.push(`${t.optimizer} lr ${t.lr}${t.momentum ? `, momentum ${t.momentum}` : ""}, batch ${t.batch_size}, ${t.epochs ? t.epochs + " epoch" + (t.epochs > 1 ? "s" : "") : fmtInt(t.iterations) + " iterations"}`);
+        // each optimizer's own knobs: momentum (SGD, RMSprop), Nesterov (SGD), betas (Adam)
+        const opt = t.optimizer === "adam" ? `, betas ${t.beta1 ?? 0.9}/${t.beta2 ?? 0.999}`
+          : t.momentum ? `, momentum ${t.momentum}${t.nesterov && t.optimizer === "sgd" ? " (Nesterov)" : ""}` : "";
+        parts.push(`${t.optimizer} lr ${t.lr}${opt}, weight decay ${t.weight_decay ?? 0}, batch ${t.batch_size}, ${t.epochs ? t.epochs + " epoch" + (t.epochs > 1 ? "s" : "") : fmtInt(t.iterations) + " iterations"}`);
+        parts.push(`${scheduleText(t.schedule)} · ${lossTitle(t.loss || "cross_entropy")} loss${t.clip_norm ? ` · gradient norm clipped at ${t.clip_norm}` : ""}`);
       }
       if (s.summary && s.summary.params != null) parts.push(`${fmtInt(s.summary.params)} parameters`);
       info.textContent = parts.join(" · ");

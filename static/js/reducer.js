@@ -53,6 +53,9 @@ export function initialRunState(runId, run = null) {
       n: 0,
       step: new Column(Float64Array), loss: new Column(Float64Array),
       accuracy: new Column(Float64Array), lr: new Column(Float64Array),
+      epoch: new Column(Float64Array),
+      time: new Column(Float64Array),   // seconds of training wall time (elapsed, continued across a continue)
+      timeOffset: 0,
     },
     latest: null,           // the newest progress event
     evals: {
@@ -130,6 +133,8 @@ export function reduceRun(state, ev) {
       p.loss.push(ev.loss == null ? NaN : ev.loss);
       p.accuracy.push(ev.accuracy == null ? NaN : ev.accuracy);
       p.lr.push(ev.lr == null ? NaN : ev.lr);
+      p.epoch.push(ev.epoch == null ? NaN : ev.epoch);
+      p.time.push(ev.elapsed == null ? NaN : ev.elapsed + p.timeOffset);
       if ("u0" in ev) {
         const u = state.bsde.u0;
         u.n = p.n;               // aligned with progress (a continue may have cut both)
@@ -209,9 +214,11 @@ export function reduceRun(state, ev) {
       const p = state.progress;
       let n = p.n;
       while (n > 0 && p.step.get(n - 1) > ev.step) n--;
-      for (const c of [p.step, p.loss, p.accuracy, p.lr]) c.n = n;
+      for (const c of [p.step, p.loss, p.accuracy, p.lr, p.epoch, p.time]) c.n = n;
       state.bsde.u0.n = Math.min(state.bsde.u0.n, n);
       p.n = n;
+      // the new worker's elapsed starts at 0: go on from the checkpoint's time
+      p.timeOffset = n && Number.isFinite(p.time.get(n - 1)) ? p.time.get(n - 1) : 0;
       const be = state.bsde.evals;
       while (be.length && be[be.length - 1].step > ev.step) be.pop();
       while (state.evals.n && state.evals.step[state.evals.n - 1] > ev.step) dropLastEval(state.evals);

@@ -29,6 +29,9 @@ const SCHEDULE_TITLES = {
   cosine: "Cosine", loss: "By loss (table)",
 };
 
+const LOSS_TITLES = { cross_entropy: "Cross-entropy", mse: "Quadratic (MSE)" };
+export const lossOptions = () => spec.losses.map((l) => [l, LOSS_TITLES[l] || l]);
+
 /** [[type, title]] for every layer type the engine knows, in its order. */
 export const layerTypes = () => Object.keys(spec.layers).map((t) => [t, LAYER_TITLES[t] || t]);
 /** The fields of a layer type ({} for one the engine does not know). */

@@ -4,8 +4,8 @@
 // bucket) over the visible range, so 20,000 or 200,000 steps cost the same to draw. Drag to
 // zoom in on a range of steps (it is re-decimated at full detail), double-click to zoom out.
 
-import { h, clear, fmtNum, fmtPct, fmtInt } from "./dom.js";
-import { Smoother, decimate, lowerBound } from "./series.js";
+import { h, clear, fmtNum, fmtPct, fmtInt, fmtDuration } from "./dom.js";
+import { Smoother, decimate, lowerBound, xScale, quantileRange } from "./series.js";
 
 export const COLORS = {
   raw: "rgba(0, 114, 178, 0.28)", smooth: "#0072B2", train: "#009E73", test: "#D55E00",
@@ -34,6 +34,36 @@ const STEP_INCRS = [];
 for (let e = 1; e <= 1e8; e *= 10) STEP_INCRS.push(e, 2 * e, 5 * e);
 const stepRange = (u, lo, hi) => (lo == null ? [0, 10] : hi - lo < 10 ? [Math.max(0, Math.floor(lo)), Math.max(0, Math.floor(lo)) + 10] : [lo, hi]);
 const stepAxis = () => axisStyle({ size: 36, incrs: STEP_INCRS, values: (u, vals) => vals.map((v) => fmtInt(v)) });
+
+/** A wall time in seconds as people read it: "12.5 s", "3:05", "1:02:03". */
+export function fmtSeconds(v) { return v == null || !Number.isFinite(v) ? "–" : v < 60 ? `${+v.toFixed(1)} s` : fmtDuration(v); }
+const fmtCompact = (v) => { const a = Math.abs(v); return a >= 1e6 ? `${+(v / 1e6).toFixed(2)}M` : a >= 1e4 ? `${+(v / 1e3).toFixed(1)}k` : fmtInt(v); };
+
+/** The x axis of a mode ("step" | "epoch" | "images" | "time"): {axis, range, fmt, label}. */
+export function xAxisOf(mode) {
+  if (mode === "epoch") return { label: "Epoch", fmt: (v) => (v == null ? "–" : (+v).toFixed(2)), range: anyRange(0.01),
+    axis: axisStyle({ size: 36, values: numTicks }) };
+  if (mode === "images") return { label: "Images seen", fmt: (v) => fmtInt(v), range: anyRange(10),
+    axis: axisStyle({ size: 36, incrs: STEP_INCRS, values: (u, vals) => vals.map((v) => (v == null ? "" : fmtCompact(v))) }) };
+  if (mode === "time") return { label: "Wall time", fmt: fmtSeconds, range: anyRange(1),
+    axis: axisStyle({ size: 36, values: (u, vals) => vals.map((v) => (v == null ? "" : v < 60 ? `${+v.toFixed(2)}s` : fmtDuration(v))) }) };
+  return { label: "Step", fmt: (v) => (v == null ? "–" : fmtInt(v)), range: stepRange, axis: stepAxis() };
+}
+const anyRange = (minWidth) => (u, lo, hi) => (lo == null ? [0, minWidth] : hi - lo < minWidth ? [Math.max(0, lo), Math.max(0, lo) + minWidth] : [lo, hi]);
+
+/** The y range: the data's (or, with `clip`, the clipped quantiles') padded to round values;
+ *  `pct` keeps it inside 0..1 (accuracy follows the data, it is not pinned to 0..1). */
+function yRangeOf(lo, hi, { clip = null, pct = false, log = false } = {}) {
+  if (clip) [lo, hi] = clip;
+  if (lo == null || hi == null || !Number.isFinite(lo) || !Number.isFinite(hi)) return pct ? [0, 1] : log ? [0.1, 10] : [0, 1];
+  if (log) { lo = Math.max(lo, 1e-300); return clip ? [lo / 1.2, hi * 1.2] : uPlot.rangeLog(lo, hi, 10, true); }
+  let [a, b] = uPlot.rangeNum(lo, hi, 0.05, true);
+  if (pct) {
+    a = Math.max(0, a); b = Math.min(1, b);
+    if (b - a < 0.01) { a = Math.max(0, Math.min(a, b - 0.01)); b = Math.min(1, a + 0.01); }
+  }
+  return [a, b];
+}
 
 /** Tick labels with as many decimals as the tick spacing needs ("1e+5", "0.25", "2.5e-4"). */
 export function numTicks(u, vals, axis, space, incr) {
@@ -82,7 +112,8 @@ function markerPlugin(getMarkers) {
         ctx.textBaseline = "top";
         const lastLabelX = [-Infinity, -Infinity];
         for (const m of marks) {
-          const x = Math.round(u.valToPos(m.step, "x", true));
+          if (m.x == null) continue;
+          const x = Math.round(u.valToPos(m.x, "x", true));
           if (x < left || x > left + width) continue;
           ctx.strokeStyle = m.color; ctx.lineWidth = dpr * 1.5;
           ctx.setLineDash([4 * dpr, 3 * dpr]);
@@ -130,7 +161,14 @@ class ZoomableChart {
     this.ro = new ResizeObserver(() => { this.key = ""; this.onResize && this.onResize(); });
     this.ro.observe(root);
   }
+  /** Zoom to [x0, x1] (x-axis units) or back out (null); with `onZoom` the owner decides
+   *  (the run charts zoom together) and calls showZoom on each. */
   setZoom(z) {
+    if (this.onZoom) { this.onZoom(z); return; }
+    this.showZoom(z);
+  }
+  showZoom(z) {
+    if (z === this.zoom) return;
     this.zoom = z;
     this.resetZoomBtn.hidden = !z;
     this.key = "";
@@ -154,9 +192,14 @@ class ZoomableChart {
 
 export class RunChart extends ZoomableChart {
   /** @param kind "loss" | "accuracy" | "lr"; @param requestDraw called when the chart needs a frame */
-  constructor(root, kind, { height = 220, syncKey = "run", requestDraw = () => {}, onPick = null } = {}) {
+  constructor(root, kind, { height = 220, syncKey = "run", requestDraw = () => {}, onPick = null, onZoom = null, onLog = null } = {}) {
     super();
     this.onPick = onPick;
+    this.onZoom = onZoom;
+    this.onLog = onLog;
+    this.xMode = "step";
+    this.yClip = null;
+    this.drawnSteps = [];
     this.kind = KINDS[kind];
     this.kindName = kind;
     this.height = height;
@@ -168,8 +211,9 @@ export class RunChart extends ZoomableChart {
     const controls = [];
     if (this.kind.logToggle) {
       const id = `log-${kind}`;
-      this.logBox = h("input", { type: "checkbox", id, onchange: () => { this.log = this.logBox.checked; this.rebuild(); this.requestDraw(); } });
-      controls.push(h("label", { class: "small check", for: id }, this.logBox, " Log scale"));
+      this.logBox = h("input", { type: "checkbox", id, onchange: () => { this.setLog(this.logBox.checked); this.onLog && this.onLog(this.log); } });
+      // named after its chart: two checkboxes never share the name "Log scale"
+      controls.push(h("label", { class: "small check", for: id }, this.logBox, ` Log scale (${this.kind.title.toLowerCase()})`));
     }
     this.buildBase(root, this.kind.title, controls);
     this.onResize = () => this.requestDraw();
@@ -180,7 +224,7 @@ export class RunChart extends ZoomableChart {
       this.plotEl.addEventListener("click", (e) => {
         if (down && Math.hypot(e.clientX - down[0], e.clientY - down[1]) > 4) return;
         const i = this.u.cursor.idx;
-        const step = i == null ? null : this.u.data[0][i];
+        const step = i == null ? null : this.drawnSteps[i];
         if (step != null) this.onPick(step);
       });
       this.plotEl.title = "Click a point to fork a new run from the checkpoint nearest to it";
@@ -188,10 +232,19 @@ export class RunChart extends ZoomableChart {
     this.rebuild();
   }
 
+  setLog(on) {
+    if (this.logBox) this.logBox.checked = !!on;
+    if (!!on === this.log) return;
+    this.log = !!on;
+    this.rebuild();
+    this.requestDraw();
+  }
+
   rebuild() {
     if (this.u) this.u.destroy();
     const k = this.kind;
-    const series = [{ label: "Step", value: (u, v) => (v == null ? "–" : fmtInt(v)) }];
+    const xa = xAxisOf(this.xMode);
+    const series = [{ label: xa.label, value: (u, v) => xa.fmt(v) }];
     series.push({ label: k.rawLabel, stroke: k.solid ? COLORS.smooth : COLORS.raw, width: k.solid ? 2 : 1,
       points: { show: false }, value: (u, v) => k.fmt(v), spanGaps: true });
     if (!k.solid) series.push({ label: k.smoothLabel, stroke: COLORS.smooth, width: 2, value: (u, v) => k.fmt(v), spanGaps: true });
@@ -205,14 +258,15 @@ export class RunChart extends ZoomableChart {
         points: { show: false }, value: (u, v) => k.fmt(v) });
     }
     this.nSeries = series.length;
-    const y = this.log ? { distr: 3 } : (k.pct ? { range: (u, lo, hi) => [Math.max(0, Math.min(lo, hi - 0.01)), Math.min(1, Math.max(hi, lo + 0.01))] } : {});
+    const range = (u, lo, hi) => yRangeOf(lo, hi, { clip: this.yClip, pct: k.pct && !this.log, log: this.log });
+    const y = this.log ? { distr: 3, range } : { range };
     const yAxis = axisStyle({ size: 60 });
     yAxis.values = this.log ? logTicks : k.pct ? pctTicks : numTicks;
     this.u = new uPlot({
       ...this.size(),
       series,
-      scales: { x: { time: false, range: stepRange }, y },
-      axes: [stepAxis(), yAxis],
+      scales: { x: { time: false, range: xa.range }, y },
+      axes: [xa.axis, yAxis],
       legend: { live: true },
       cursor: { sync: { key: this.syncKey }, drag: { x: true, y: false, setScale: false }, focus: { prox: 16 } },
       focus: { alpha: 0.35 },
@@ -226,9 +280,8 @@ export class RunChart extends ZoomableChart {
     this.smoother.reset(0);
     this.runId = null;
     this.key = "";
-    this.zoom = null;
-    this.resetZoomBtn.hidden = true;
     this.markers = [];
+    this.drawnSteps = [];
     this.u.setData(Array.from({ length: this.nSeries }, () => []));
     this.readout.textContent = "No run selected: start one, or pick one in the run list.";
   }
@@ -236,23 +289,28 @@ export class RunChart extends ZoomableChart {
   update(state, view) {
     if (!state) { if (this.runId !== null || !this.readout.textContent) this.reset(); return; }
     if (state.runId !== this.runId) { this.reset(); this.runId = state.runId; }
+    if ((view.zoom || null) !== this.zoom) this.showZoom(view.zoom || null);
     const p = state.progress, ev = state.evals;
     const smoothing = this.kind.solid ? 0 : view.smoothing;
     const { width } = this.size();
-    const pre = view.lineage ? view.lineage(this.kind.raw) : { step: [], value: [] };
-    if ((pre.step.length > 0) !== !!this.withPrefix) {   // the faded series only for a fork
+    const xs = xScale(state, view.xAxis || "step");
+    let pre = view.lineage ? view.lineage(this.kind.raw) : { step: [], value: [] };
+    if (!xs.fromStep) pre = { step: [], value: [] };        // ancestors' wall times are another clock
+    if ((pre.step.length > 0) !== !!this.withPrefix || xs.mode !== this.xMode) {   // the faded series only for a fork
       this.withPrefix = pre.step.length > 0;
+      this.xMode = xs.mode;
       this.rebuild();
     }
-    const key = `${p.n}|${ev.n}|${state.markers.length}|${!!state.diverged}|${(state.wrecks || []).map((w) => `w${w.undone}`).join()}|${smoothing}|${this.log}|${this.zoom}|${width}|${pre.step.length}|${(state.continuations || []).length}|${view.mark ?? ""}`;
+    const clipOn = !!view.ignoreOutliers && !this.kind.solid;
+    const key = `${p.n}|${ev.n}|${state.markers.length}|${!!state.diverged}|${(state.wrecks || []).map((w) => `w${w.undone}`).join()}|${smoothing}|${this.log}|${this.zoom}|${width}|${pre.step.length}|${(state.continuations || []).length}|${view.mark ?? ""}|${xs.mode}|${clipOn}`;
     if (key === this.key) return;
     this.key = key;
     if (this.u.width !== width) this.u.setSize(this.size());
     const n = p.n, steps = p.step.buf, raw = p[this.kind.raw].buf;
     const smooth = this.kind.solid ? null : this.smoother.extend(raw, n, smoothing);
-    // visible range
+    // visible range (the zoom is in x-axis units; every axis grows with the step)
     let i0 = 0, i1 = n;
-    if (this.zoom) { i0 = lowerBound(steps, n, this.zoom[0]); i1 = Math.max(i0, lowerBound(steps, n, this.zoom[1] + 1e-9)); }
+    if (this.zoom) { i0 = xs.lower(this.zoom[0]); i1 = Math.max(i0, xs.upper(this.zoom[1])); }
     // evaluation points, placed on the progress point of their step
     const evalIdx = [], evalPos = [];
     for (let j = 0; j < ev.n; j++) {
@@ -264,12 +322,14 @@ export class RunChart extends ZoomableChart {
     const idx = decimate(raw, i0, i1, Math.min(4000, Math.round(plotW * 2)), evalIdx);
     const m = idx.length;
     const data = [new Array(m), new Array(m)];
+    const drawn = new Array(m);
     if (smooth) data.push(new Array(m));
     const evalCols = (this.kind.evals || []).map(() => new Array(m).fill(null));
     const positive = (v) => (this.log && !(v > 0) ? null : (Number.isFinite(v) ? v : null));
     for (let a = 0; a < m; a++) {
       const i = idx[a];
-      data[0][a] = steps[i];
+      data[0][a] = xs.at(i);
+      drawn[a] = steps[i];
       data[1][a] = positive(raw[i]);
       if (smooth) data[2][a] = positive(smooth[i]);
     }
@@ -285,16 +345,23 @@ export class RunChart extends ZoomableChart {
     }
     data.push(...evalCols);
     // the prefix: ancestors' points in the visible range, before this run's first step
-    const keep = pre.step.map((st) => !this.zoom || (st >= this.zoom[0] && st <= this.zoom[1]));
+    const preX = pre.step.map((st) => xs.atStep(st));
+    const keep = preX.map((x) => !this.zoom || (x >= this.zoom[0] && x <= this.zoom[1]));
     const preStep = pre.step.filter((_, j) => keep[j]);
+    const preXs = preX.filter((_, j) => keep[j]);
     const preVal = pre.value.filter((_, j) => keep[j]).map((v) => (this.log && !(v > 0) ? null : (Number.isFinite(v) ? v : null)));
     const nulls = preStep.map(() => null);
-    const full = [preStep.concat(data[0])];
+    const full = [preXs.concat(data[0])];
     for (let c = 1; c < data.length; c++) full.push(nulls.concat(data[c]));
     if (this.withPrefix) full.push(preVal.concat(new Array(m).fill(null)));
+    this.drawnSteps = preStep.concat(drawn);
     this.markers = markerList(state);
     // the time-lapse's step (timelapse.js), while it is held
     if (view.mark != null) this.markers.push({ step: view.mark, label: `step ${fmtInt(view.mark)}`, color: COLORS.mark, mark: true });
+    for (const mk of this.markers) mk.x = xs.atStep(mk.step);
+    // "Ignore outliers": the y range spans the 1st..99th percentile of the points drawn (batch
+    // values, evaluations, a fork's prefix; not the smoothed line, which a spike drags along)
+    this.yClip = clipOn ? quantileRange(full.filter((_, c) => c > 0 && !(smooth && c === 2)), 0.01) : null;
     this.u.setData(full);
     // readout: the newest values in words
     if (n) {
@@ -316,12 +383,15 @@ export class RunChart extends ZoomableChart {
 
 /** Several runs on one chart: smoothed training loss, or test accuracy at each evaluation. */
 export class CompareChart extends ZoomableChart {
-  constructor(root, metric, { height = 240, requestDraw = () => {} } = {}) {
+  constructor(root, metric, { height = 240, requestDraw = () => {}, onZoom = null } = {}) {
     super();
     this.metric = metric; // "loss" | "testAccuracy"
     this.height = height;
     this.requestDraw = requestDraw;
+    this.onZoom = onZoom;
     this.smoothers = new Map();
+    this.xMode = "step";
+    this.yClip = null;
     this.buildBase(root, metric === "loss" ? "Compare loss" : "Compare test accuracy");
     this.onResize = () => this.requestDraw();
     this.sig = "";
@@ -331,56 +401,63 @@ export class CompareChart extends ZoomableChart {
     if (this.u) this.u.destroy();
     const pct = this.metric !== "loss";
     const fmt = pct ? (v) => fmtPct(v, 2) : (v) => fmtNum(v, 4);
-    const series = [{ label: "Step", value: (u, v) => (v == null ? "–" : fmtInt(v)) }];
+    const xa = xAxisOf(this.xMode);
+    const series = [{ label: xa.label, value: (u, v) => xa.fmt(v) }];
     runs.forEach((r, i) => series.push({
       label: r.label, stroke: RUN_COLORS[i % RUN_COLORS.length], width: 2, spanGaps: true,
       value: (u, v) => fmt(v), points: { show: pct, size: 5, fill: RUN_COLORS[i % RUN_COLORS.length] },
     }));
     const yAxis = axisStyle({ size: 60, values: pct ? pctTicks : numTicks });
     this.u = new uPlot({
-      ...this.size(), series, scales: { x: { time: false, range: stepRange }, y: {} },
-      axes: [stepAxis(), yAxis],
+      ...this.size(), series, scales: { x: { time: false, range: xa.range }, y: { range: (u, lo, hi) => yRangeOf(lo, hi, { clip: this.yClip, pct }) } },
+      axes: [xa.axis, yAxis],
       legend: { live: true }, cursor: { drag: { x: true, y: false, setScale: false } },
       hooks: { setSelect: [this.selectHook()] },
     }, series.map(() => []), this.plotEl);
   }
 
-  /** @param runs [{state, label}] */
+  /** @param runs [{state, label}]; view: {smoothing, xAxis, ignoreOutliers, compareZoom} */
   update(runs, view) {
-    const sig = runs.map((r) => r.state.runId + ":" + r.label).join("|");
-    if (sig !== this.sig || !this.u) { this.sig = sig; this.build(runs); this.key = ""; }
+    const mode = view.xAxis || "step";
+    const sig = runs.map((r) => r.state.runId + ":" + r.label).join("|") + "|" + mode;
+    if (sig !== this.sig || !this.u) { this.sig = sig; this.xMode = mode; this.build(runs); this.key = ""; }
+    if (this.onZoom && (view.compareZoom || null) !== this.zoom) this.showZoom(view.compareZoom || null);
     const { width } = this.size();
-    const key = runs.map((r) => `${r.state.progress.n}/${r.state.evals.n}`).join("|") + `|${view.smoothing}|${this.zoom}|${width}`;
+    const clipOn = !!view.ignoreOutliers;
+    const key = runs.map((r) => `${r.state.progress.n}/${r.state.evals.n}/${r.state.stepsPerEpoch}`).join("|") + `|${view.smoothing}|${this.zoom}|${width}|${clipOn}`;
     if (key === this.key) return;
     this.key = key;
     if (this.u.width !== width) this.u.setSize(this.size());
     const plotW = Math.max(100, this.u.bbox.width / (devicePixelRatio || 1));
     const cols = [];
     for (const { state } of runs) {
+      const xs = xScale(state, mode);
       if (this.metric === "loss") {
-        const p = state.progress, n = p.n, steps = p.step.buf;
+        const p = state.progress, n = p.n;
         let sm = this.smoothers.get(state.runId);
         if (!sm) { sm = new Smoother(); this.smoothers.set(state.runId, sm); }
         const y = sm.extend(p.loss.buf, n, view.smoothing);
         let i0 = 0, i1 = n;
-        if (this.zoom) { i0 = lowerBound(steps, n, this.zoom[0]); i1 = Math.max(i0, lowerBound(steps, n, this.zoom[1] + 1e-9)); }
+        if (this.zoom) { i0 = xs.lower(this.zoom[0]); i1 = Math.max(i0, xs.upper(this.zoom[1])); }
         const idx = decimate(y, i0, i1, Math.min(2000, Math.round(plotW)));
-        cols.push([idx.map((i) => steps[i]), idx.map((i) => (Number.isFinite(y[i]) ? y[i] : null))]);
+        cols.push([idx.map((i) => xs.at(i)), idx.map((i) => (Number.isFinite(y[i]) ? y[i] : null))]);
       } else {
         const e = state.evals;
-        const xs = [], ys = [];
+        const xv = [], ys = [];
         for (let j = 0; j < e.n; j++) {
-          if (this.zoom && (e.step[j] < this.zoom[0] || e.step[j] > this.zoom[1])) continue;
-          if (xs.length && xs[xs.length - 1] === e.step[j]) continue;
-          xs.push(e.step[j]); ys.push(e.testAccuracy[j]);
+          const x = xs.atStep(e.step[j]);
+          if (x == null || (this.zoom && (x < this.zoom[0] || x > this.zoom[1]))) continue;
+          if (xv.length && xv[xv.length - 1] >= x) continue;
+          xv.push(x); ys.push(e.testAccuracy[j]);
         }
-        cols.push([xs, ys]);
+        cols.push([xv, ys]);
       }
     }
     const data = cols.length ? uPlot.join(cols) : [[]];
+    this.yClip = clipOn ? quantileRange(data.slice(1), 0.01) : null;
     this.u.setData(data);
     this.readout.textContent = this.metric === "loss"
-      ? `Smoothed training loss (smoothing ${view.smoothing}) per step`
+      ? `Smoothed training loss (smoothing ${view.smoothing}) against ${xAxisOf(mode).label.toLowerCase()}`
       : "Test accuracy at each evaluation";
   }
 }

@@ -25,20 +25,57 @@ export function layerText(l) {
   return (p[l.type] || ((x) => x.type))(l);
 }
 
+const LOSS_TITLES = { cross_entropy: "cross-entropy", mse: "quadratic (MSE)" };
+export const lossTitle = (l) => LOSS_TITLES[l] || l;
+
+/** A run's training loss function (the engine's default when its config does not say). */
+export function lossOf(state, run) {
+  const cfg = state.config || (run && run.config);
+  return (cfg && cfg.train && cfg.train.loss) || "cross_entropy";
+}
+
+/** "" when the runs share one loss; otherwise a warning naming each loss and its runs. */
+export function lossWarning(runs) {
+  const by = new Map();
+  for (const { state, run } of runs) {
+    const l = lossOf(state, run);
+    if (!by.has(l)) by.set(l, []);
+    by.get(l).push(run ? run.name : state.name);
+  }
+  if (by.size < 2) return "";
+  const parts = [...by].map(([l, names]) => `${lossTitle(l)}: ${names.join(", ")}`);
+  return `⚠ These runs use different losses (${parts.join("; ")}): their loss curves are on different scales and cannot be compared; compare their test accuracy instead.`;
+}
+
+/** A schedule in words: "constant lr", "step schedule: x0.95 every 1 epoch", ... */
+export function scheduleText(sched) {
+  const s = sched == null ? { type: "constant" } : typeof sched === "string" ? { type: sched } : sched;
+  const every = s.every_epochs ?? 1;
+  switch (s.type) {
+    case "constant": return "constant lr";
+    case "step": return `step schedule: x${s.gamma ?? 0.95} every ${every} epoch${every === 1 ? "" : "s"}`;
+    case "exponential": return `exponential schedule: x${s.gamma ?? 0.95} per epoch`;
+    case "cosine": return `cosine schedule to ${s.min_lr ?? 0}`;
+    case "loss": return "loss-driven schedule";
+    default: return `${s.type} schedule`;
+  }
+}
+
 export class ComparePanel {
-  constructor(root, { requestDraw }) {
+  constructor(root, { requestDraw, onZoom = null }) {
     this.root = root;
     this.hint = h("p", { class: "muted small" }, "Tick “Compare” on two or more runs in the list to overlay them.");
     const lossEl = h("div", { class: "chart" }), accEl = h("div", { class: "chart" });
-    this.body = h("div", { class: "compare-body", hidden: true },
+    this.lossWarn = h("p", { class: "warn-note", role: "status", hidden: true });
+    this.body = h("div", { class: "compare-body", hidden: true }, this.lossWarn,
       h("div", { class: "compare-charts" },
         h("figure", {}, h("figcaption", {}, "Training loss (smoothed)"), lossEl),
         h("figure", {}, h("figcaption", {}, "Test accuracy"), accEl)),
       h("h3", {}, "Results"), this.results = h("div", { class: "table-wrap" }),
       h("h3", {}, "Configuration differences"), this.diff = h("div", { class: "table-wrap" }));
     clear(root).append(this.hint, this.body);
-    this.loss = new CompareChart(lossEl, "loss", { requestDraw });
-    this.acc = new CompareChart(accEl, "testAccuracy", { requestDraw });
+    this.loss = new CompareChart(lossEl, "loss", { requestDraw, onZoom });
+    this.acc = new CompareChart(accEl, "testAccuracy", { requestDraw, onZoom });
     this.tableKey = "";
   }
 
@@ -50,6 +87,9 @@ export class ComparePanel {
     this.hint.hidden = runs.length >= 2;
     if (!show) return;
     const labelled = runs.map(({ state, run }) => ({ state, label: `${run ? run.name : state.name} (${state.runId})` }));
+    const warn = lossWarning(runs);
+    if (this.lossWarn.textContent !== warn) this.lossWarn.textContent = warn;
+    this.lossWarn.hidden = !warn;
     this.loss.update(labelled, view);
     this.acc.update(labelled, view);
     const key = runs.map(({ state }) => `${state.runId}:${state.status}:${state.evals.n}:${!!state.config}`).join("|");

@@ -32,6 +32,13 @@ export class LayerEditor {
     const row = this.rows[this.rows.length - 1];
     if (row) row.typeSel.focus();
   }
+  /** A new layer of `type` at position j (below layer j, 1-based), its type select focused. */
+  insert(j, type) {
+    this.model.splice(j, 0, newLayer(type));
+    this.render();
+    this.onChange();
+    if (this.rows[j]) this.rows[j].typeSel.focus();
+  }
   remove(i) { this.model.splice(i, 1); this.render(); this.onChange(); this.focusRow(Math.min(i, this.model.length - 1), "remove"); }
   move(i, d) {
     const j = i + d;
@@ -72,6 +79,8 @@ export class LayerEditor {
     const buttons = {
       up: h("button", { type: "button", class: "icon", "aria-label": `Move layer ${n} up`, title: "Move up", disabled: i === 0, onclick: () => this.move(i, -1) }, "↑"),
       down: h("button", { type: "button", class: "icon", "aria-label": `Move layer ${n} down`, title: "Move down", disabled: i === this.model.length - 1, onclick: () => this.move(i, 1) }, "↓"),
+      insert: h("button", { type: "button", class: "icon", "aria-label": `Insert a layer below layer ${n}`,
+        title: "Insert a layer below this one (of the type chosen under the list; change it here after)", onclick: () => this.insert(i + 1, this.addType.value) }, "+"),
       remove: h("button", { type: "button", class: "icon danger", "aria-label": `Remove layer ${n}`, title: "Remove", onclick: () => this.remove(i) }, "✕"),
     };
     const rowErr = h("p", { class: "error", id: `layer-${i}-error`, hidden: true });
@@ -115,7 +124,7 @@ export class LayerEditor {
     }
     const el = h("li", { class: "layer", dataset: { index: String(i) } },
       h("div", { class: "layer-head" }, h("span", { class: "layer-num", "aria-hidden": "true" }, String(n)), typeSel, h("span", { class: "shape-box" }, shape, params),
-        h("span", { class: "layer-buttons" }, buttons.up, buttons.down, buttons.remove)),
+        h("span", { class: "layer-buttons" }, buttons.up, buttons.down, buttons.insert, buttons.remove)),
       fieldEls.length ? h("div", { class: "fields" }, ...fieldEls) : null, rowErr);
     return { el, typeSel, shape, params, fields, rowErr, buttons };
   }

@@ -1,10 +1,11 @@
 // Hyperparameters, dataset and probe images: labelled inputs bound to config.train and
-// config.dataset. Fields a preset sets but the form does not show (sampling, drop_last, loss,
-// beta1, ...) are kept as they are.
+// config.dataset. Fields a preset sets but the form does not show (sampling, drop_last, eps,
+// ...) are kept as they are. The less common ones (loss, clip norm, Adam's betas, Nesterov, the
+// schedule's parameters) are under an "Advanced" disclosure.
 
 import { h, clear } from "./dom.js";
 import { parseNum } from "./editor.js";
-import { spec, initTypes, optimizerOptions, scheduleOptions, trainDefault } from "../spec.js";
+import { spec, initTypes, optimizerOptions, scheduleOptions, lossOptions, trainDefault } from "../spec.js";
 
 // Placeholders of empty inputs: the engine's defaults (GET /api/spec), the initialisers'
 // parameters included (spec.inits: {type: {field: rule}}).
@@ -28,13 +29,22 @@ const FIELDS = [
   { key: "init.std", label: "Init std", kind: "float", when: (t) => hasInitField(t, "std") },
   { key: "init.limit", label: "Init limit", kind: "float", when: (t) => hasInitField(t, "limit") },
   { key: "schedule", label: "Schedule", kind: "select", options: scheduleOptions },
-  { key: "schedule.gamma", label: "Schedule gamma", kind: "float", when: (t) => hasScheduleField(t, "gamma") },
-  { key: "schedule.min_lr", label: "Minimum learning rate", kind: "float", when: (t) => hasScheduleField(t, "min_lr") },
   { key: "dropout", label: "Dropout", kind: "dropout" },
   { key: "seed", label: "Seed", kind: "int" },
   { key: "eval_every", label: "Evaluation interval", kind: "int", hint: "steps; 0 = once per epoch" },
   { key: "snapshot_interval", label: "Snapshot interval", kind: "float", hint: "seconds" },
+  // under "Advanced": only fields the engine's train config accepts (engine/spec.py TRAIN_FIELDS)
+  { key: "loss", label: "Loss function", kind: "select", options: lossOptions, advanced: true, when: () => spec.losses.length > 1 },
+  { key: "clip_norm", label: "Clip norm", kind: "float", hint: "max gradient norm", advanced: true, placeholder: "none" },
+  { key: "schedule.gamma", label: "Schedule gamma", kind: "float", advanced: true, when: (t) => hasScheduleField(t, "gamma") },
+  { key: "schedule.every_epochs", label: "Schedule every", kind: "int", advanced: true, hint: "epochs", when: (t) => hasScheduleField(t, "every_epochs") },
+  { key: "schedule.min_lr", label: "Minimum learning rate", kind: "float", advanced: true, when: (t) => hasScheduleField(t, "min_lr") },
+  { key: "beta1", label: "Adam beta1", kind: "float", advanced: true, when: (t) => optimizer(t) === "adam" },
+  { key: "beta2", label: "Adam beta2", kind: "float", advanced: true, when: (t) => optimizer(t) === "adam" },
+  { key: "rho", label: "RMSprop rho", kind: "float", advanced: true, when: (t) => optimizer(t) === "rmsprop" },
+  { key: "nesterov", label: "Nesterov momentum", kind: "bool", advanced: true, hint: "SGD with momentum", when: (t) => optimizer(t) === "sgd" },
 ];
+const optimizer = (t) => t.optimizer ?? (spec.train.optimizer || {}).default;
 
 /** A field: the label holds only the plain name (what a screen reader or a test looks for); the
  *  hint and the error message describe the input. */
@@ -85,9 +95,10 @@ export class HparamsForm {
   render() {
     const t = this.cfg.train;
     this.inputs = {}; this.errs = {};
-    const els = [];
+    const main = [], adv = [];
     for (const f of FIELDS) {
       if (f.when && !f.when(t)) continue;
+      const els = f.advanced ? adv : main;
       const id = `hp-${f.key.replace(".", "-")}`;
       let input;
       if (f.kind === "select") {
@@ -105,16 +116,29 @@ export class HparamsForm {
           oninput: () => { const v = parseNum(input.value); for (const l of this.getModel()) if (l.type === "dropout") { if (v === undefined) delete l.rate; else l.rate = v; } this.onChange("dropout"); } });
         els.push(this.field(id, f.label, input, drops.length > 1 ? `rate of all ${drops.length} dropout layers` : drops.length ? "rate of the dropout layer" : "add a Dropout layer to use it", f.key));
         continue;
+      } else if (f.kind === "bool") {
+        const rule = spec.train[f.key] || {};
+        input = h("input", { type: "checkbox", id, checked: !!(t[f.key] ?? rule.default),
+          onchange: () => { t[f.key] = input.checked; this.onChange(f.key); } });
+        const err = h("span", { class: "error field-error", id: `${id}-error`, hidden: true });
+        input.setAttribute("aria-describedby", `${id}-error`);
+        this.errs[f.key] = err; this.inputs[f.key] = input;
+        els.push(h("div", { class: "field check" }, h("label", { for: id }, input, " ", f.label), f.hint ? h("span", { class: "hint" }, f.hint) : null, err));
+        continue;
       } else {
         const [a, b] = f.key.split(".");
         const obj = b ? (typeof t[a] === "object" && t[a] ? t[a] : {}) : t;
         const v = obj[b || a];
-        input = h("input", { type: "number", id, step: f.kind === "int" ? "1" : "any", value: v == null ? "" : String(v), placeholder: placeholder(f.key, t),
+        input = h("input", { type: "number", id, step: f.kind === "int" ? "1" : "any", value: v == null ? "" : String(v), placeholder: f.placeholder || placeholder(f.key, t),
           oninput: () => this.setNumber(f.key, input.value) });
       }
       els.push(this.field(id, f.label, input, f.hint, f.key));
     }
-    clear(this.root).append(h("div", { class: "field-grid" }, ...els), this.formError);
+    // "Advanced" stays open or closed across re-renders (a select re-renders the form)
+    const details = h("details", { class: "advanced", open: !!this.advancedOpen },
+      h("summary", {}, "Advanced"), h("div", { class: "field-grid" }, ...adv));
+    details.addEventListener("toggle", () => { this.advancedOpen = details.open; });
+    clear(this.root).append(h("div", { class: "field-grid" }, ...main), details, this.formError);
   }
 
   syncDropout() {
@@ -244,6 +268,8 @@ export class HparamsForm {
       } else if (loc[0] === "model") {
         continue; // the layer editor shows these
       }
+      const adv = target && target.closest("details.advanced");
+      if (adv && !adv.open) adv.open = true;         // a message in a closed disclosure is unseen
       if (target) { target.hidden = false; target.textContent = target.textContent ? target.textContent + " " + e.msg : e.msg; }
       else rest.push(e.msg);
     }

@@ -74,3 +74,53 @@ export function lowerBound(arr, n, v) {
   while (lo < hi) { const m = (lo + hi) >> 1; if (arr[m] < v) lo = m + 1; else hi = m; }
   return lo;
 }
+
+// ---------------------------------------------------------------- x axes
+// The charts plot against a run's step, epoch (fractional: step / steps per epoch), images seen
+// or training wall time. Each is increasing in the step, so a zoom range in x units maps to a
+// contiguous range of points (lower()).
+
+export const X_AXES = [["step", "Step"], ["epoch", "Epoch"], ["images", "Images seen"], ["time", "Wall time"]];
+
+/** Images the run has trained on after `step` steps (the engine's sampling: full epochs of
+ *  `trainSize` images, a short last batch unless drop_last; `batch` per step otherwise). */
+export function imagesAt(step, { stepsPerEpoch: spe, trainSize: n, batch: b, perStep }) {
+  if (perStep || !spe || !n) return step * b;
+  const full = Math.floor(step / spe);
+  return full * n + Math.min((step - full * spe) * b, n);
+}
+
+/**
+ * How one run's points map to an x axis: `{mode, label, at(i), atStep(s), lower(x)}` where
+ * at(i) is point i's x, atStep(s) a step's x (null when unknown), lower(x) / upper(x) the first
+ * point index with x >= x / x > x. Falls back to the step when the run lacks what the axis needs.
+ */
+export function xScale(state, mode) {
+  const p = state.progress, n = p.n, steps = p.step.buf;
+  const t = (state.config && state.config.train) || {};
+  const spe = state.stepsPerEpoch;
+  let ofStep = null;
+  if (mode === "epoch" && spe) ofStep = (s) => s / spe;
+  else if (mode === "images" && t.batch_size) {
+    const o = { stepsPerEpoch: spe, trainSize: state.trainSize, batch: t.batch_size, perStep: t.drop_last || t.sampling === "replacement" };
+    ofStep = (s) => imagesAt(s, o);
+  } else if (mode !== "time") { mode = "step"; ofStep = (s) => s; }
+  const time = p.time ? p.time.buf : null;
+  if (!ofStep && !time) { mode = "step"; ofStep = (s) => s; }
+  const at = ofStep ? (i) => ofStep(steps[i]) : (i) => time[i];
+  const atStep = ofStep || ((s) => (n ? time[Math.min(n - 1, lowerBound(steps, n, s))] : null));
+  const search = (x, strict) => { let lo = 0, hi = n; while (lo < hi) { const m = (lo + hi) >> 1; if (at(m) < x || (strict && at(m) === x)) lo = m + 1; else hi = m; } return lo; };
+  return { mode, label: X_AXES.find(([k]) => k === mode)[1], at, atStep, fromStep: !!ofStep,
+    lower: (x) => search(x, false), upper: (x) => search(x, true) };
+}
+
+/** The [lo, hi] of the p-th and (1-p)-th quantiles of the finite values in `cols` (null when
+ *  there are none), for "Ignore outliers". */
+export function quantileRange(cols, p = 0.01) {
+  const vals = [];
+  for (const c of cols) for (const v of c) if (v != null && Number.isFinite(v)) vals.push(v);
+  if (!vals.length) return null;
+  vals.sort((a, b) => a - b);
+  const q = (f) => vals[Math.min(vals.length - 1, Math.max(0, Math.round(f * (vals.length - 1))))];
+  return [q(p), q(1 - p)];
+}
