@@ -381,34 +381,93 @@ def phi(delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class GlobalNetwork:
-    """u0, z0 and N - 1 subnets; ``loss_and_grad`` runs the recursion and its backward pass."""
+    """u0, z0 and N - 1 subnets; ``loss_and_grad`` runs the recursion and its backward pass.
 
-    def __init__(self, eq: Equation, subnet: list[dict], y_init_range, seed: int = 0):
+    ``batched`` (the default): X does not depend on the network, so every subnet can run
+    before the recursion, and all N - 1 of them at once. The N - 1 subnets (engine Models,
+    each drawn from its own seed) are stacked into one list of the engine's layers whose
+    parameters carry a leading time-step axis: a Dense kernel ``(N - 1, in, units)``, a
+    batchnorm gamma ``(N - 1, 1, C)``; the layers run ``(N - 1, B, d)`` inputs as batched
+    matrix products (engine/layers.py). The same numbers, one layer call and one Adam update
+    per tensor instead of N - 1 (benchmarks/bench_bsde.py measures both). ``batched=False``
+    calls each subnet in turn, inside the recursion, as the reference code does.
+    """
+
+    def __init__(self, eq: Equation, subnet: list[dict], y_init_range, seed: int = 0,
+                 batched: bool = True):
         rng = np.random.default_rng([seed, 7])
         self.eq = eq
         d = eq.dim
+        self.batched = batched
         self.u0 = Param(np.array([rng.uniform(*y_init_range)]), "u0", decay=False)
         self.z0 = Param(rng.uniform(-0.1, 0.1, d), "z0", decay=False)
         self.subnets = [Model(subnet, input_shape=(d,), num_classes=d, dtype="float64",
                               seed=seed * 1000 + i + 1) for i in range(eq.n - 1)]
+        self.layers = self._stack(self.subnets) if batched and self.subnets else None
+
+    @staticmethod
+    def _stack(models: list[Model]) -> list:
+        """The layers of ``models[0]`` with every model's parameters and batchnorm statistics
+        stacked along a new first axis (1-D ones as ``(G, 1, C)``); flatten (an identity on
+        a flat input) is left out."""
+        g = len(models)
+        layers = []
+        for j, layer in enumerate(models[0].layers):
+            if layer.type == "flatten":
+                continue
+            if layer.params:
+                layer.params = [
+                    Param(np.stack([m.layers[j].params[k].value.reshape(
+                        (1,) * (p.value.ndim == 1) + p.value.shape) for m in models]),
+                          f"{p.name} (x{g})", decay=p.decay)
+                    for k, p in enumerate(layer.params)]
+            if layer.type == "batchnorm":
+                layer.running_mean = np.stack([m.layers[j].running_mean[None] for m in models])
+                layer.running_var = np.stack([m.layers[j].running_var[None] for m in models])
+            layer.needs_input_grad = True
+            layers.append(layer)
+        layers[0].needs_input_grad = False
+        return layers
 
     @property
     def params(self) -> list[Param]:
+        if self.layers is not None:
+            return [self.u0, self.z0] + [p for layer in self.layers for p in layer.params]
         return [self.u0, self.z0] + [p for m in self.subnets for p in m.params]
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Batchnorm running statistics by a stable name (checkpoints)."""
+        out = {}
+        if self.layers is not None:
+            for j, layer in enumerate(self.layers):
+                for key, arr in layer.buffers().items():
+                    out[f"buffer.stack.{j}.{key}"] = arr
+            return out
+        for s, m in enumerate(self.subnets):
+            for layer in m.layers:
+                for key, arr in layer.buffers().items():
+                    out[f"buffer.{s}.{layer.index}.{key}"] = arr
+        return out
 
     def all_finite(self) -> bool:
         return all(bool(np.isfinite(p.value).all()) for p in self.params)
 
     def zero_grad(self) -> None:
-        self.u0.grad[...] = 0
-        self.z0.grad[...] = 0
-        for m in self.subnets:
-            m.zero_grad()
+        for p in self.params:
+            p.grad[...] = 0
+
+    def _all_z(self, x: np.ndarray, train: bool) -> np.ndarray:
+        """z_i for i = 1 .. N - 1 at once: ``(N - 1, B, d)``."""
+        h = np.ascontiguousarray(x[:, :, 1:self.eq.n].transpose(2, 0, 1))
+        for layer in self.layers:
+            h = layer.forward(h, train=train)
+        return h / self.eq.dim
 
     def forward(self, dw: np.ndarray, x: np.ndarray, train: bool):
         """``(loss, ys (N + 1, B), zs list of (B, d), fs cache)``."""
         eq = self.eq
         b, d = dw.shape[0], eq.dim
+        zall = self._all_z(x, train) if self.layers is not None and eq.n > 1 else None
         y = np.full(b, self.u0.value[0])
         z = np.broadcast_to(self.z0.value, (b, d)).copy()
         ys, zs, fy, fz = [y], [], [], []
@@ -421,7 +480,7 @@ class GlobalNetwork:
             y = y - eq.dt * f + np.sum(z * dw[:, :, i], axis=1)
             ys.append(y)
             if i < eq.n - 1:
-                z = self.subnets[i].forward(x[:, :, i + 1], train=train) / d
+                z = zall[i] if zall is not None else self.subnets[i].forward(x[:, :, i + 1], train=train) / d
         delta = y - eq.g(eq.total_time, x[:, :, -1])
         per, dper = phi(delta)
         return float(np.mean(per)), ys, zs, (fy, fz, dper / b)
@@ -430,31 +489,39 @@ class GlobalNetwork:
         """Forward in training mode, then the gradients of every parameter (accumulated)."""
         eq, d = self.eq, self.eq.dim
         loss, ys, zs, (fy, fz, dy) = self.forward(dw, x, train=True)
+        dzall = np.empty((eq.n - 1,) + dw.shape[:2]) if self.layers is not None else None
         for i in range(eq.n - 1, -1, -1):
             # y_{i+1} = y_i - dt f(t_i, x_i, y_i, z_i) + z_i . dW_i
             dz = dy[:, None] * (dw[:, :, i] - eq.dt * fz[i])
             dy = dy * (1 - eq.dt * fy[i])
             if i == 0:
                 self.z0.grad += dz.sum(axis=0)
+            elif dzall is not None:
+                dzall[i - 1] = dz
             else:
                 self.subnets[i - 1].backward(dz / d)
+        if dzall is not None:
+            g = dzall / d
+            for layer in reversed(self.layers):
+                g = layer.backward(g)
         self.u0.grad += dy.sum(keepdims=True)
         return loss
 
 
-def check_gradients(net: GlobalNetwork, dw: np.ndarray, x: np.ndarray, max_entries: int = 3,
+def check_gradients(net: GlobalNetwork, dw: np.ndarray, x: np.ndarray, max_entries: int = 20,
                     h: float = 1e-5, seed: int = 0) -> list[dict]:
     """The hand-written backward of the whole global network against central differences in
-    float64, per parameter tensor (u0, z0, each subnet's, batchnorm included), on up to
-    ``max_entries`` random entries each. Rows as ``engine.gradcheck.check_model``'s (``name`` is
-    prefixed with the subnet's time step); ReLU kinks are not detected here (with batchnorm's
+    float64, per parameter tensor (u0, z0, each subnet's, batchnorm included; stacked over the
+    time steps when the network is batched), on up to ``max_entries`` random entries each. Rows
+    as ``engine.gradcheck.check_model``'s; ReLU kinks are not detected here (with batchnorm's
     continuous outputs a +-h window rarely crosses one)."""
     from .gradcheck import EPS, NOISE_FLOOR, rel_error
     net.zero_grad()
     with np.errstate(all="ignore"):
         net.loss_and_grad(dw, x)
     rng = np.random.default_rng(seed)
-    names = ["u0", "z0"] + [f"t{i + 1}.{p.name}" for i, m in enumerate(net.subnets) for p in m.params]
+    names = (["u0", "z0"] + [p.name for p in net.params[2:]] if net.layers is not None else
+             ["u0", "z0"] + [f"t{i + 1}.{p.name}" for i, m in enumerate(net.subnets) for p in m.params])
     rows = []
     for name, p in zip(names, net.params):
         flat, ga = p.value.reshape(-1), p.grad.reshape(-1).copy()
@@ -659,10 +726,7 @@ class BsdeSolver:
         """Parameters, batchnorm statistics, Adam's state, the step and the random stream, as
         ``.npz`` with named keys and the config as JSON text (no pickle)."""
         arrays = {f"param.{i}": p.value for i, p in enumerate(self.net.params)}
-        for s, m in enumerate(self.net.subnets):
-            for layer in m.layers:
-                for key, arr in layer.buffers().items():
-                    arrays[f"buffer.{s}.{layer.index}.{key}"] = arr
+        arrays.update(self.net.buffers())
         arrays.update(self.optimizer.state_arrays())
         meta = {"task": "bsde", "step": self.step, "config": self.config,
                 "resume": {"base_lr": self.base_lr, "opt_t": self.optimizer.t,
@@ -684,10 +748,10 @@ class BsdeSolver:
                 raise ValueError(f"the checkpoint's parameter {i} ({p.name}) does not fit this "
                                  f"network (another equation dim or subnet?)")
             p.value[...] = a
-        for s, m in enumerate(self.net.subnets):
-            for layer in m.layers:
-                for key, arr in layer.buffers().items():
-                    arr[...] = arrays[f"buffer.{s}.{layer.index}.{key}"]
+        for key, arr in self.net.buffers().items():
+            if key not in arrays:
+                raise ValueError(f"the checkpoint has no {key} (saved by another version?)")
+            arr[...] = arrays[key]
         self.optimizer.load_state_arrays({k: v for k, v in arrays.items() if k.startswith("opt.")})
         r = meta["resume"]
         self.step = int(meta["step"])

@@ -78,12 +78,24 @@ class Dense(_Weighted):
 
     def backward(self, grad):
         x = self._x
+        if x.ndim == 3:     # a stack of G independent layers (Deep BSDE's time steps), below
+            return self._stacked_backward(x, grad)
         self.params[0].grad += x.T @ grad
         if self.use_bias:
             self.params[1].grad += grad.sum(axis=0)
         if not self.needs_input_grad:
             return None
         return grad @ self.params[0].value.T
+
+    def _stacked_backward(self, x, grad):
+        """``x (G, N, in)``, kernel ``(G, in, units)``, bias ``(G, 1, units)``: one batched
+        matrix product per term instead of G small ones (engine/bsde.py stacks its subnets)."""
+        self.params[0].grad += np.swapaxes(x, 1, 2) @ grad
+        if self.use_bias:
+            self.params[1].grad += grad.sum(axis=1, keepdims=True)
+        if not self.needs_input_grad:
+            return None
+        return grad @ np.swapaxes(self.params[0].value, 1, 2)
 
     def get_config(self):
         return {"type": self.type, "units": self.units, **self._cfg()}
@@ -317,12 +329,19 @@ class BatchNorm(Layer):
         self.running_mean = np.zeros(c, dtype=dtype)
         self.running_var = np.ones(c, dtype=dtype)
 
+    def _axes(self, x) -> tuple[tuple, bool]:
+        """The axes statistics are taken over, and whether they are kept: a stack of G
+        independent layers (gamma ``(G, 1, C)``, input ``(G, N, C)``) normalises over N only."""
+        if self.params[0].value.ndim == 3:
+            return (1,), True
+        return tuple(range(x.ndim - 1)), False
+
     def forward(self, x, train=True):
         gamma, beta = self.params[0].value, self.params[1].value
-        axes = tuple(range(x.ndim - 1))
+        axes, keep = self._axes(x)
         if train:
-            mu = x.mean(axis=axes)
-            var = x.var(axis=axes)
+            mu = x.mean(axis=axes, keepdims=keep)
+            var = x.var(axis=axes, keepdims=keep)
             m = self.momentum
             self.running_mean *= m
             self.running_mean += (1 - m) * mu
@@ -336,14 +355,15 @@ class BatchNorm(Layer):
         return xhat * gamma + beta
 
     def backward(self, grad):
-        axes = tuple(range(grad.ndim - 1))
-        m = grad.size // grad.shape[-1]
+        axes, keep = self._axes(grad)
+        m = math.prod(grad.shape[a] for a in axes)
         xhat, inv = self._xhat, self._inv
         gamma = self.params[0].value
-        self.params[0].grad += (grad * xhat).sum(axis=axes)
-        self.params[1].grad += grad.sum(axis=axes)
+        self.params[0].grad += (grad * xhat).sum(axis=axes, keepdims=keep)
+        self.params[1].grad += grad.sum(axis=axes, keepdims=keep)
         dxhat = grad * gamma
-        return (inv / m) * (m * dxhat - dxhat.sum(axis=axes) - xhat * (dxhat * xhat).sum(axis=axes))
+        return (inv / m) * (m * dxhat - dxhat.sum(axis=axes, keepdims=keep)
+                            - xhat * (dxhat * xhat).sum(axis=axes, keepdims=keep))
 
     def get_config(self):
         out = {"type": self.type, "momentum": self.momentum, "epsilon": self.epsilon}

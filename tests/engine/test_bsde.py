@@ -95,3 +95,25 @@ def test_the_fast_preset_learns_z():
     t = p["target"]
     assert abs(done["u0"] - t["u0"]) / t["u0"] < t["band"], done
     assert done["valid_loss"] < t["valid_loss_below"], done
+
+
+@pytest.mark.parametrize("subnet", ["reference", "tanh"])
+def test_the_batched_subnets_give_the_per_step_numbers(subnet):
+    """All N - 1 subnets stacked into one set of layers (batched matrix products) give the
+    loss and every gradient of the subnets called one by one, bit for bit."""
+    eq = EQUATIONS["hjb_lq"](5, 0.5, 6)
+    cfg = validate_bsde({"equation": {"name": "hjb_lq", "dim": 5, "total_time": 0.5,
+                                      "num_time_interval": 6}, "subnet": subnet})
+    a = GlobalNetwork(eq, cfg["subnet"], [0.3, 0.5], seed=1, batched=True)
+    b = GlobalNetwork(eq, cfg["subnet"], [0.3, 0.5], seed=1, batched=False)
+    dw, x = eq.sample(32, np.random.default_rng(3))
+    assert a.loss_and_grad(dw, x) == b.loss_and_grad(dw, x)
+    per_step = [b.u0.grad, b.z0.grad] + [np.stack([m.params[k].grad for m in b.subnets])
+                                         for k in range(len(b.subnets[0].params))]
+    assert len(per_step) == len(a.params)
+    for p, g in zip(a.params, per_step):
+        assert np.array_equal(p.grad.reshape(g.shape), g), p.name
+    # and the batchnorm running statistics move the same way
+    if subnet == "reference":
+        assert np.array_equal(a.layers[0].running_mean[:, 0],
+                              np.stack([m.layers[0].running_mean for m in b.subnets]))

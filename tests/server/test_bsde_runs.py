@@ -84,8 +84,8 @@ def test_the_gradient_check_of_a_bsde_run_agrees(api, finished):
     body = r.json()
     assert body["status"] == "agrees" and body["max_rel_error"] < 1e-4
     names = [row["name"] for row in body["rows"]]
-    assert names[:2] == ["u0", "z0"] and any(n.startswith("t19.") and "batchnorm" in n
-                                             for n in names)
+    assert names[:2] == ["u0", "z0"] and len(names) == 2 + 4 + 8      # stacked over 19 steps
+    assert all(row["shape"][0] == 19 for row in body["rows"][2:])
 
 
 def test_image_only_endpoints_refuse_a_bsde_run(api, finished):
