@@ -24,12 +24,12 @@ def validate_run_config(config: dict) -> tuple[dict, dict]:
     return validate_bsde_run(config) if is_bsde(config) else validate_config(config)
 
 
-def make_trainer(config: dict, emit=None, control: Control | None = None):
-    """The trainer of a run config: ``Trainer`` (images) or ``BsdeSolver``; both take the same
-    ``Control`` and report through ``emit``."""
+def make_trainer(config: dict, emit=None, control: Control | None = None, **kw):
+    """The trainer of a run config: ``Trainer`` (images; ``kw`` such as ``threads`` go to it)
+    or ``BsdeSolver``; both take the same ``Control`` and report through ``emit``."""
     if is_bsde(config):
         return BsdeSolver(config, emit=emit, control=control)
-    return Trainer(config, emit=emit, control=control)
+    return Trainer(config, emit=emit, control=control, **kw)
 
 __all__ = ["BSDE_PRESETS", "BsdeSolver", "is_bsde", "make_trainer", "validate_run_config",
            "AvgPool2D", "BatchNorm", "Control", "Conv2D", "Dataset", "DatasetError", "Dense",

@@ -547,7 +547,7 @@ class RunManager:
                               if e.get("status") == "diverged" else None)
             elog.add(e)
             if run.sweep_id is not None and self.observer is not None and t in (
-                    "progress", "eval", "diverged", "run_finished"):
+                    "progress", "eval", "bsde_eval", "diverged", "run_finished"):
                 self.observer.run_event(run, e)
             if new_status is not None:
                 # the state change is stored right after the engine event that caused it

@@ -38,12 +38,12 @@ import secrets
 import time
 from typing import Protocol
 
-from engine import SpecError, validate_config
+from engine import SpecError, validate_run_config
 
 from .broadcast import Message
 from .eventlog import EventLog, dumps
 from .manager import ACTIVE, TERMINAL, Run, RunManager, StorageUnavailable
-from .sweep.core import FINAL, Sweep, Trial
+from .sweep.core import FINAL, Sweep, Trial, bsde_row
 from .sweep.search import Proposal, Search, _encode
 from .sweep.spec import MAX_TRIALS, canon, public, validate_sweep
 
@@ -464,6 +464,9 @@ class SweepService:
             t.evals = [{"eval": i + 1, "step": e.get("step"), "epoch": e.get("epoch"),
                         **{k: e.get(k) for k in ("test_accuracy", "test_loss", "train_accuracy",
                                                  "train_loss")}} for i, e in enumerate(evals)]
+            for e in self.store.events_of_type(run.id, "bsde_eval"):
+                if e.get("step"):
+                    t.evals.append(bsde_row(t, e))
             t.test_accuracy, t.final_loss = final.get("test_accuracy"), final.get("test_loss")
             t.train_seconds, t.steps = final.get("train_seconds"), final.get("step") or t.steps
             metric = st.norm["objective"]["metric"] if st.norm else "test_accuracy"
@@ -716,7 +719,7 @@ class SweepService:
             st.extra.setdefault(search.requeue_of, {})["requeued_as"] = t.number
             st.dirty.add(search.requeue_of)
         try:
-            _, summary = validate_config(t.config)
+            _, summary = validate_run_config(t.config)
             run = self.manager.create(t.config, summary, st.norm["base"].get("preset"),
                                       trial=(st.id, t.number, t.params), where=where)
         except (StorageUnavailable, SpecError) as e:
@@ -916,7 +919,9 @@ def _refuse_paths(raw) -> None:
 
 
 def _check_dataset(norm: dict) -> None:
-    from engine import list_datasets
+    from engine import is_bsde, list_datasets
+    if is_bsde(norm["config"]):            # a Deep BSDE base samples its own paths
+        return
     names = {norm["config"]["dataset"]["name"]}
     q = norm["parameters"].get("dataset.name")
     if q and "values" in q:

@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from engine.spec import SpecError, validate_config
+from engine import validate_run_config
+from engine.spec import SpecError
 
 from .search import Search
 from .spec import public, set_path
@@ -57,6 +58,14 @@ class Trial:
                 "steps": self.steps, "pruned_reason": self.pruned_reason, "reason": self.reason}
 
 
+def bsde_row(t, event: dict) -> dict:
+    """A Deep BSDE run's ``bsde_eval`` as a trial's eval row: its validation loss is also its
+    ``test_loss``; ``valid_loss`` and ``relative_error`` are its objectives."""
+    return {"eval": len(t.evals) + 1, "step": event["step"], "epoch": 1, "test_accuracy": None,
+            "test_loss": event.get("valid_loss"), "train_accuracy": None, "train_loss": None,
+            "valid_loss": event.get("valid_loss"), "relative_error": event.get("relative_error")}
+
+
 def trial_config(sweep: dict, params: dict, number: int = 0) -> dict:
     """The base config with the trial's values set, validated. With early stopping the trial
     evaluates ``early_stopping.evals`` times (``train.eval_every`` set to match)."""
@@ -64,11 +73,11 @@ def trial_config(sweep: dict, params: dict, number: int = 0) -> dict:
     for path, value in params.items():
         cfg = set_path(cfg, path, value)
     cfg["name"] = f"{sweep['name'][:180]} #{number}"
-    cfg, summary = validate_config(cfg)
+    cfg, summary = validate_run_config(cfg)
     es = sweep.get("early_stopping")
     if es:
         cfg["train"]["eval_every"] = max(1, -(-summary["total_steps"] // es["evals"]))
-        cfg, _ = validate_config(cfg)
+        cfg, _ = validate_run_config(cfg)
     return cfg
 
 
@@ -124,9 +133,9 @@ class Sweep:
         kind = event.get("type")
         if kind == "progress":
             t.steps = event["step"]
-        elif kind == "eval":
-            row = {"eval": len(t.evals) + 1, "step": event["step"], "epoch": event["epoch"],
-                   **{k: event.get(k) for k in _EVAL_KEYS}}
+        elif kind == "eval" or (kind == "bsde_eval" and event["step"] > 0):
+            row = ({"eval": len(t.evals) + 1, "step": event["step"], "epoch": event["epoch"],
+                    **{k: event.get(k) for k in _EVAL_KEYS}} if kind == "eval" else bsde_row(t, event))
             t.evals.append(row)
             t.objective = row[self.metric]
             self.emit({"type": "trial_eval", "number": number, **row})

@@ -227,7 +227,7 @@ def run_trial(topic: str, number: int, config: dict, threads: int | None = None,
     send_thread.start()
     outbox.put({"k": "start", "worker": worker.address, "pid": os.getpid()})
 
-    from engine import Control, Trainer
+    from engine import Control, make_trainer
     from engine.runtime import keep_freed_memory
     keep_freed_memory()
     control = Control()
@@ -245,7 +245,7 @@ def run_trial(topic: str, number: int, config: dict, threads: int | None = None,
 
     watcher = None
     try:
-        trainer = Trainer(config, control=control, threads=threads)
+        trainer = make_trainer(config, control=control, threads=threads)
     except Exception as e:  # noqa: BLE001 - reported as the trial's reason
         outbox.put({"k": "error", "msg": f"could not start training: {e}"})
     else:

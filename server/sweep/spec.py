@@ -27,12 +27,18 @@ from typing import Any
 
 from engine.presets import PRESETS, apply_overrides, get_preset
 from engine.fields import Field
-from engine.spec import MISSING, SpecError, _Checker, _fmt, validate_config
+from engine import is_bsde, validate_run_config
+from engine.bsde import BSDE_PRESETS
+from engine.spec import MISSING, SpecError, _Checker, _fmt
+from engine.spec import validate_config  # noqa: F401  (kept for callers of this module)
 
 METHODS = ("grid", "random", "tpe")
 #: objective metrics: what the final evaluation measures, with their natural direction
 METRICS = {"test_accuracy": "maximize", "test_loss": "minimize",
-           "train_accuracy": "maximize", "train_loss": "minimize"}
+           "train_accuracy": "maximize", "train_loss": "minimize",
+           # a Deep BSDE base's: the validation loss, and u0's error against the reference
+           "valid_loss": "minimize", "relative_error": "minimize"}
+BSDE_METRICS = ("valid_loss", "relative_error")
 MAX_GRID = 10_000          # combinations in a grid
 MAX_TRIALS = 10_000        # trials in one sweep
 MAX_PARAMETERS = 32
@@ -117,17 +123,22 @@ def _base_config(chk: _Checker, base: Any) -> dict | None:
                 chk.err(["base", key], f"base: unknown field {key!r} next to preset "
                                        f"(allowed: preset, overrides)")
         name = base["preset"]
-        if not isinstance(name, str) or name not in PRESETS:
-            chk.err(["base", "preset"], f"base: preset must be one of {', '.join(PRESETS)}, "
-                                        f"got {_fmt(name)}")
+        if not isinstance(name, str) or (name not in PRESETS and name not in BSDE_PRESETS):
+            chk.err(["base", "preset"], f"base: preset must be one of "
+                                        f"{', '.join([*PRESETS, *BSDE_PRESETS])}, got {_fmt(name)}")
             return None
         over = base.get("overrides", {})
         if not isinstance(over, dict):
             chk.err(["base", "overrides"], f"base: overrides must be an object, got {_fmt(over)}")
             return None
-        cfg = get_preset(name)
+        cfg = copy.deepcopy(BSDE_PRESETS[name]["config"]) if name in BSDE_PRESETS else get_preset(name)
         flat = {k: v for k, v in over.items() if "." not in k}
-        cfg = apply_overrides(cfg, flat)
+        try:
+            cfg = apply_overrides(cfg, flat)
+        except SpecError as e:          # a bsde preset's unknown override
+            for err in e.errors:
+                chk.err(["base", *err["loc"]], "base: " + err["msg"])
+            return None
         where = {k: ["base", "overrides", k] for k in over}
         for key, value in over.items():
             if "." in key:
@@ -137,14 +148,14 @@ def _base_config(chk: _Checker, base: Any) -> dict | None:
                     chk.err(["base", "overrides", key], f"base overrides: {e.args[0]}")
                     return None
         try:
-            cfg, _ = validate_config(cfg)
+            cfg, _ = validate_run_config(cfg)
         except SpecError as e:
             for err in e.errors:
                 chk.err(_override_loc(err["loc"], where), "base: " + err["msg"])
             return None
         return cfg
     try:
-        cfg, _ = validate_config(base)
+        cfg, _ = validate_run_config(base)
     except SpecError as e:
         for err in e.errors:
             chk.err(["base"] + list(err["loc"]), "base: " + err["msg"])
@@ -178,7 +189,7 @@ def _check_value(chk: _Checker, config: dict, path: str, value: Any, loc: list) 
         chk.err(["parameters", path], f"parameters: {e.args[0]}")
         return False
     try:
-        validate_config(cfg)
+        validate_run_config(cfg)
     except SpecError as e:
         target = parse_path(path)
         for err in e.errors:
@@ -437,7 +448,16 @@ def validate_sweep(spec: Any) -> dict:
         else:
             objective["direction"] = direction
 
-    if (objective["metric"].startswith("train_") and config is not None
+    bsde = config is not None and is_bsde(config)
+    if bsde and "metric" not in (obj if isinstance(obj, dict) else {}):
+        objective = {"metric": "valid_loss", "direction": "minimize"}
+    if bsde and objective["metric"] not in BSDE_METRICS:
+        chk.err(["objective", "metric"], f"objective: a Deep BSDE base measures "
+                                         f"{' or '.join(BSDE_METRICS)}, not {objective['metric']}")
+    elif config is not None and not bsde and objective["metric"] in BSDE_METRICS:
+        chk.err(["objective", "metric"], f"objective: {objective['metric']} is a Deep BSDE "
+                                         f"metric; an image base measures test_accuracy, ...")
+    if (objective["metric"].startswith("train_") and config is not None and not bsde
             and not config["train"]["eval_train_size"]):
         chk.err(["objective", "metric"], f"objective: {objective['metric']} is measured on "
                                          f"train.eval_train_size images, which the base sets to 0")

@@ -137,3 +137,49 @@ def test_a_bsde_config_runs_like_a_preset(api):
     assert r.status_code == 201, r.text
     done = wait_status(api, r.json()["id"], TERMINAL, timeout=60)
     assert done["status"] == "completed" and done["final"]["result"]["reference"] is None
+
+
+BSDE_SWEEP = {"name": "bsde lr", "base": {"preset": "bsde-hjb-d10",
+                                         "overrides": {"iterations": 60, "eval_every": 20}},
+              "method": "grid", "parameters": {"train.lr": {"values": [0.01, 0.002]},
+                                               "train.batch_size": {"values": [32, 64]}},
+              "max_parallel": 2}
+
+
+def test_a_sweep_over_a_bsde_preset_minimises_the_validation_loss(server, api):
+    r = api.post("/api/sweeps", json=BSDE_SWEEP)
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    assert r.json()["spec"] == BSDE_SWEEP
+    sweep = wait_for(lambda: (s := api.get(f"/api/sweeps/{sid}").json())["status"] == "finished"
+                     and s, timeout=180, what="the sweep")
+    assert sweep["counts"] == {"completed": 4}
+    norm = sweep["objective"] if "objective" in sweep else None
+    for t in sweep["trials"]:
+        assert [e["step"] for e in t["evals"]] == [20, 40, 60]
+        assert t["objective"] == t["evals"][-1]["valid_loss"] > 0
+    best = min(sweep["trials"], key=lambda t: (t["objective"], t["number"]))
+    assert sweep["best"]["number"] == best["number"], norm
+    runs = {x["id"]: x for x in api.get("/api/runs").json()["runs"]}
+    for t in sweep["trials"]:
+        run = runs[t["run_id"]]
+        assert run["config"]["task"] == "bsde" and run["config"]["train"]["lr"] == t["params"]["train.lr"]
+        assert run["final"]["result"]["valid_loss"] == t["objective"]
+
+
+@pytest.mark.parametrize("spec, loc, words", [
+    ({**BSDE_SWEEP, "objective": {"metric": "test_accuracy"}}, ["objective", "metric"],
+     "Deep BSDE base measures"),
+    ({**BSDE_SWEEP, "base": {"preset": "bsde-hjb-d10", "overrides": {"train_limit": 3}}},
+     ["base", "overrides", "train_limit"], "not an override of a bsde run"),
+    ({**BSDE_SWEEP, "parameters": {"train.lr": {"values": [0.01, -1]}}},
+     ["parameters", "train.lr", "values", 1],
+     "train.lr"),
+    ({**BSDE_SWEEP, "base": {"preset": "mlp"}, "objective": {"metric": "valid_loss"}},
+     ["objective", "metric"], "Deep BSDE metric"),
+])
+def test_bad_bsde_sweeps_name_the_field(api, spec, loc, words):
+    r = api.post("/api/sweeps", json=spec)
+    assert r.status_code == 422, r.text
+    hit = [d for d in r.json()["detail"] if d["loc"] == loc]
+    assert hit and words in hit[0]["msg"], r.json()["detail"]

@@ -87,8 +87,12 @@ export class SweepBuilder {
 
   suggest() {
     const p = (this.presets || []).find((x) => x.name === this.base.value);
-    const paths = [...TRAIN_PATHS];
-    (p ? p.config.model : []).forEach((layer, i) => {
+    const bsde = !!p && p.task === "bsde";
+    // a Deep BSDE base trains for iterations (it has no epochs) and has no image model
+    if (bsde && this.overrides.value.trim() === '{"epochs": 1}') this.overrides.value = '{"iterations": 500}';
+    if (!bsde && this.overrides.value.trim() === '{"iterations": 500}') this.overrides.value = '{"epochs": 1}';
+    const paths = bsde ? ["train.lr", "train.batch_size", "train.iterations", "train.seed"] : [...TRAIN_PATHS];
+    (p && Array.isArray(p.config.model) ? p.config.model : []).forEach((layer, i) => {
       for (const k of ["units", "filters", "rate", "kernel_size"]) if (k in layer) paths.push(`model.${i}.${k}`);
     });
     clear(this.datalist).append(...paths.map((x) => h("option", { value: x })));
@@ -189,11 +193,14 @@ export class SweepBuilder {
       const cfg = JSON.parse(JSON.stringify(p.config));
       const o = spec.base.overrides || {};
       for (const [k, v] of Object.entries(o)) {
+        if (p.task === "bsde") { cfg.train[k] = v; continue; }
         if (["train_limit", "test_limit"].includes(k)) cfg.dataset[k] = v;
         else if (k === "dataset") cfg.dataset.name = v;
         else { if (k === "epochs") delete cfg.train.iterations; if (k === "iterations") delete cfg.train.epochs; cfg.train[k] = v; }
       }
-      const res = await api.validate({ model: cfg.model, train: cfg.train, dataset: cfg.dataset });
+      const res = p.task === "bsde"
+        ? { summary: { total_steps: cfg.train.iterations } }
+        : await api.validate({ model: cfg.model, train: cfg.train, dataset: cfg.dataset });
       if (seq !== this.previewSeq || !res.summary || !res.summary.total_steps) return;
       const last = past.sort((a, b) => b.created_at - a.created_at)[0];
       const perStep = last.final.train_seconds / last.final.step;
