@@ -735,6 +735,14 @@ class App {
       this.drawCompareAndList();
       return;
     }
+    // the draw card names what it classifies: digits, or (Fashion-MNIST, a custom set) inputs
+    const digits = !s || !s.config || !s.config.dataset || ["mnist", "digits8"].includes(s.config.dataset.name);
+    const drawTitle = digits ? "Draw a digit" : "Draw an input";
+    if ($("#t-draw").textContent !== drawTitle) {
+      $("#t-draw").textContent = drawTitle;
+      this.probs.defaultCaption = digits ? null : "Draw an input to see what the selected run predicts (its classes are listed with their probabilities).";
+      if (!this.probs.list.childElementCount) this.probs.clear();
+    }
     // the time-lapse: the snapshot cards draw the run as at step k, the charts mark k
     this.timelapse.update(s);
     const at = this.timelapse.view(s);

@@ -67,7 +67,10 @@ def test_a_four_class_rgb_run_on_the_page(page, server, artifacts):
     page.wait_for_function("() => { const c = document.querySelector('#feature-maps .probe canvas'); return c && c.width === 12; }")
     assert page.evaluate(COLOURED, "#feature-maps .probe canvas") > 0
     assert thumb.get_attribute("height") == "12"
-    # a drawing is sent at 12x12 and answered with 4 probabilities named by class
+    # a drawing is sent at 12x12 and answered with 4 probabilities named by class; the card
+    # asks for an input, not a digit
+    expect(page.locator("#t-draw")).to_have_text("Draw an input")
+    expect(page.locator("#predict-probs p")).to_contain_text("Draw an input")
     pad = page.get_by_role("img", name=re.compile("Drawing area"))
     pad.scroll_into_view_if_needed()
     box = pad.bounding_box()

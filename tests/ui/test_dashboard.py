@@ -320,6 +320,7 @@ def test_draw_a_digit_returns_probabilities(page, server):
     run = server.create_run("lenet", epochs=1, train_limit=1500, eval_every=0, name="draw-test")
     server.wait_status(run["id"], ("completed",), timeout=180)
     open_dashboard(page, server, run["id"])
+    expect(page.locator("#t-draw")).to_have_text("Draw a digit")
     pad = page.get_by_role("img", name=re.compile("Drawing area"))
     pad.scroll_into_view_if_needed()
     box = pad.bounding_box()

@@ -325,3 +325,4 @@ def test_x_scales_images_and_quantiles(page, server):
     assert out["time"]["lower"] == 2 and out["time"]["upper"] == 2
     assert out["bare"] == "step"         # no run_started yet: no steps per epoch, the step axis
     assert out["q"] == [2, 5] and out["none"] is None
+

@@ -151,7 +151,7 @@ export class ProbabilityBars {
     this.caption = h("p", { class: "small muted", "aria-live": "polite" }, "Draw a digit to see what the selected run predicts.");
     root.append(this.caption, this.list);
   }
-  clear(msg) { clear(this.list); this.caption.textContent = msg || "Draw a digit to see what the selected run predicts."; }
+  clear(msg) { clear(this.list); this.caption.textContent = msg || this.defaultCaption || "Draw a digit to see what the selected run predicts."; }
   show(res, names) {
     clear(this.list);
     const best = res.predicted;
