@@ -65,6 +65,14 @@ def test_a_bsde_preset_is_designed_run_and_watched(page, server, artifacts):
     assert drawn["u0"] > 100 and drawn["ref"] == drawn["u0"]
     assert drawn["loss"] == 7 and drawn["z"] == 20 and drawn["paths"] == 21
     expect(page.locator("#run-info")).to_contain_text("hjb_lq, d = 10, T = 1, N = 20")
+    # exported like an image run's metrics, with u0 and the evaluations' own columns
+    csv = page.evaluate(f"import('/static/js/ui/export.js').then(m => m.metricsCSV({STATE}))")
+    lines = csv.strip().split("\n")
+    assert lines[0] == "kind,step,wall_time_s,loss,u0,lr,valid_loss,relative_error,z0_loss"
+    assert sum(x.startswith("step,") for x in lines) == 300
+    evals = [x.split(",") for x in lines if x.startswith("eval,")]
+    assert [int(r[1]) for r in evals] == [0, 50, 100, 150, 200, 250, 300]
+    assert float(evals[-1][6]) == last["validLoss"] and float(evals[-1][8]) == last["z0Loss"]
     page.locator("#bsde-card").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "bsde-hjb-d10-1280.png"), full_page=False)
     page.locator("#bsde-card").screenshot(path=str(artifacts / "bsde-card.png"))

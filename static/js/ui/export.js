@@ -8,7 +8,12 @@ export const EVAL_FIELDS = ["step", "epoch", "images", "wall_time_s", "train_los
 export const CSV_COLUMNS = ["kind", "step", "epoch", "images", "wall_time_s", "loss", "accuracy", "lr",
   "train_loss", "train_accuracy", "test_loss", "test_accuracy"];
 
+/** A Deep BSDE run's columns: u0 with every step; its evaluations on the validation paths. */
+export const BSDE_CSV_COLUMNS = ["kind", "step", "wall_time_s", "loss", "u0", "lr", "valid_loss",
+  "relative_error", "z0_loss"];
+
 const num = (v) => (v == null || !Number.isFinite(v) ? null : v);
+const isBsde = (state) => !!state.config && state.config.task === "bsde";
 
 /**
  * The run's metrics: {steps: [{step, epoch, images, wall_time_s, loss, accuracy, lr}],
@@ -28,6 +33,16 @@ export function runMetrics(state) {
     const s = p.step.get(i);
     steps.push({ step: s, epoch: num(p.epoch ? p.epoch.get(i) : NaN) ?? epochOf(s), images: images(s),
       wall_time_s: num(p.time ? p.time.get(i) : NaN), loss: num(p.loss.get(i)), accuracy: num(p.accuracy.get(i)), lr: num(p.lr.get(i)) });
+  }
+  if (isBsde(state)) {
+    const u = state.bsde.u0;
+    steps.forEach((r, i) => { r.u0 = i < u.n ? num(u.get(i)) : null; delete r.accuracy; delete r.images; delete r.epoch; });
+    const evals = state.bsde.evals.map((x) => {
+      const i = lowerBound(p.step.buf, n, x.step);
+      return { step: x.step, wall_time_s: i < n && p.step.get(i) === x.step ? steps[i].wall_time_s : null,
+        u0: num(x.u0), valid_loss: num(x.validLoss), relative_error: num(x.relativeError), z0_loss: num(x.z0Loss) };
+    });
+    return { steps, evals };
   }
   const evals = [];
   for (let j = 0; j < e.n; j++) {
@@ -50,13 +65,14 @@ export function metricsJSON(state) {
  *  row), the columns CSV_COLUMNS; empty cells where a row has no value. */
 export function metricsCSV(state) {
   const { steps, evals } = runMetrics(state);
+  const cols = isBsde(state) ? BSDE_CSV_COLUMNS : CSV_COLUMNS;
   const cell = (v) => (v == null ? "" : String(v));
-  const lines = [CSV_COLUMNS.join(",")];
+  const lines = [cols.join(",")];
   let j = 0;
-  const evalRow = (r) => lines.push(CSV_COLUMNS.map((c) => (c === "kind" ? "eval" : cell(r[c]))).join(","));
+  const evalRow = (r) => lines.push(cols.map((c) => (c === "kind" ? "eval" : cell(r[c]))).join(","));
   for (const r of steps) {
     while (j < evals.length && evals[j].step < r.step) evalRow(evals[j++]);
-    lines.push(CSV_COLUMNS.map((c) => (c === "kind" ? "step" : cell(r[c]))).join(","));
+    lines.push(cols.map((c) => (c === "kind" ? "step" : cell(r[c]))).join(","));
     while (j < evals.length && evals[j].step === r.step) evalRow(evals[j++]);
   }
   while (j < evals.length) evalRow(evals[j++]);
