@@ -232,7 +232,7 @@ def tanh_subnet(dim: int) -> list[dict]:
 
 TRAIN_DEFAULTS = {"lr": 1e-2, "iterations": 2000, "batch_size": 64, "valid_size": 256,
                   "eval_every": 100, "seed": 0, "dtype": "float64",
-                  "schedule": {"type": "constant"}}
+                  "lr_boundaries": [], "lr_values": []}
 
 
 def validate_bsde(raw: dict) -> dict:
@@ -292,6 +292,20 @@ def validate_bsde(raw: dict) -> dict:
             err(["train", key], f"train.{key}: an integer from {lo} to {hi:,}, got {v!r}")
     if not isinstance(tr.get("lr"), (int, float)) or not tr["lr"] > 0:
         err(["train", "lr"], f"train.lr: a number above 0, got {tr.get('lr')!r}")
+    lb, lv = tr.get("lr_boundaries"), tr.get("lr_values")
+    if not isinstance(lb, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                           for v in lb) or lb != sorted(set(lb)):
+        err(["train", "lr_boundaries"], f"train.lr_boundaries: increasing step numbers above 0, "
+                                        f"got {lb!r}")
+    elif not isinstance(lv, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             and v > 0 for v in lv):
+        err(["train", "lr_values"], f"train.lr_values: learning rates above 0, got {lv!r}")
+    elif lb and len(lv) != len(lb) + 1:
+        err(["train", "lr_values"], f"train.lr_values: one more value than lr_boundaries "
+                                    f"({len(lb) + 1}), got {len(lv)}")
+    elif lv and not lb:
+        err(["train", "lr_boundaries"], "train.lr_boundaries: give them with lr_values (the "
+                                        "reference's piecewise constant schedule)")
     if tr.get("dtype") != "float64":
         err(["train", "dtype"], "train.dtype: float64 (the recursion's small increments need it)")
     dim = out_eq.get("dim") if isinstance(out_eq.get("dim"), int) else None
@@ -628,6 +642,16 @@ class BsdeSolver:
     _poll = _T._poll
     del _T
 
+    def lr_at(self, step: int) -> float:
+        """The learning rate of the step after ``step``: the reference's piecewise constant
+        schedule (``lr_values[k]`` from ``lr_boundaries[k - 1]`` on, as TensorFlow's
+        PiecewiseConstantDecay), scaled by a live change of lr (base_lr / the config's lr)."""
+        tr = self.config["train"]
+        if not tr["lr_boundaries"]:
+            return self.base_lr
+        k = sum(step > b for b in tr["lr_boundaries"])
+        return tr["lr_values"][k] * self.base_lr / tr["lr"]
+
     def evaluate(self) -> ev.BsdeEval:
         t0 = time.perf_counter()
         with np.errstate(all="ignore"):
@@ -683,7 +707,7 @@ class BsdeSolver:
                 status = "stopped"
                 break
             t0 = time.perf_counter()
-            self.optimizer.lr = self.base_lr
+            self.optimizer.lr = self.lr_at(self.step)
             dw, x = self.eq.sample(bs, self.rng)
             self.net.zero_grad()
             with np.errstate(all="ignore"):

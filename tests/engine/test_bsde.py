@@ -133,3 +133,20 @@ def test_the_closed_form_preset_reaches_sin_1():
     snap = [e for e in events if e.type == "bsde_snapshot"][-1]
     err = np.abs(np.array(snap.paths) - np.array(snap.exact_paths))
     assert err.max() < 0.1 and err.mean() < 0.03, err.max()
+
+
+def test_the_reference_piecewise_constant_schedule():
+    """lr_boundaries [b] and lr_values [v0, v1]: v0 for the steps up to b, v1 after (as
+    TensorFlow's PiecewiseConstantDecay counts them), followed by live lr changes."""
+    cfg = {"equation": {"name": "hjb_lq", "dim": 3, "total_time": 1.0, "num_time_interval": 4},
+           "train": {"lr": 0.01, "iterations": 6, "lr_boundaries": [3], "lr_values": [0.01, 0.001]}}
+    events = []
+    BsdeSolver(cfg, emit=events.append).run()
+    assert [e.lr for e in events if e.type == "progress"] == [0.01] * 4 + [0.001] * 2
+    for train, loc in (({"lr_boundaries": [3], "lr_values": [0.01]}, "lr_values"),
+                       ({"lr_boundaries": [3, 2], "lr_values": [1, 1, 1]}, "lr_boundaries"),
+                       ({"lr_values": [0.1, 0.01]}, "lr_boundaries"),
+                       ({"lr_boundaries": [3], "lr_values": [0.01, -1]}, "lr_values")):
+        with pytest.raises(SpecError) as e:
+            validate_bsde({**cfg, "train": train})
+        assert e.value.errors[0]["loc"] == ["train", loc], (train, e.value.errors)
