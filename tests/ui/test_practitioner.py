@@ -270,9 +270,12 @@ def test_advanced_form_fields_insert_below_and_the_watching_summary(page, server
     expect(page.locator("#design-summary")).to_contain_text("10 steps")
     shot(page, artifacts, "practitioner-layer-insert")
     page.locator("#hparams").screenshot(path=str(artifacts / "practitioner-advanced-form.png"))
-    page.get_by_role("button", name="Start", exact=True).click()
-    page.wait_for_function("!!window.__bpl.watched()")
-    run = server.call("GET", f"/api/runs/{page.evaluate('window.__bpl.watched()')}")
+    # the run this Start created (the shared server's page may be watching an older one)
+    with page.expect_response(lambda r: r.url.endswith("/api/runs") and r.request.method == "POST") as made:
+        page.get_by_role("button", name="Start", exact=True).click()
+    rid = made.value.json()["id"]
+    page.wait_for_function(f"window.__bpl.watched() === '{rid}'")
+    run = server.call("GET", f"/api/runs/{rid}")
     t = run["config"]["train"]
     assert (t["loss"], t["clip_norm"], t["optimizer"], t["beta2"], t["weight_decay"]) == ("mse", 5, "adam", 0.99, 0.0001)
     assert t["schedule"]["type"] == "step" and t["schedule"]["every_epochs"] == 2
