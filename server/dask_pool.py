@@ -47,15 +47,19 @@ SETTLE_SECONDS = 10.0
 
 
 def run_remote(topic: str, run_id: str, attempt: str, config: dict, start: dict | None = None,
-               checkpoint_seconds: float = 10.0, snapshot_seconds: float = SNAPSHOT_SECONDS) -> dict:
+               checkpoint_seconds: float = 10.0, snapshot_seconds: float = SNAPSHOT_SECONDS,
+               progress_rate: float = 0.0) -> dict:
     """Train one run on a Dask worker. ``attempt``: this start's own name for its claim, stop
     and command objects (a continued run is a new attempt). ``start``: ``{"mode": "continue" |
-    "fork", "data": npz bytes}``. Returns ``{"batches": N}`` (the pool settles the run after
-    N batches)."""
+    "fork", "data": npz bytes}``. ``progress_rate`` > 0: at most that many ``progress`` events a
+    second go to the scheduler (``ProgressCap``: the newest held one goes out before any other
+    event, so evaluations and the end are exact). Returns ``{"batches": N}`` (the pool settles
+    the run after N batches)."""
     from distributed import Event, Queue, get_worker
 
-    from .sweep.dask_runner import send_batches
+    from .sweep.dask_runner import ProgressCap, send_batches
     worker = get_worker()
+    cap = ProgressCap(progress_rate)
     claim = Event(f"{topic}-claim-{attempt}")
     if claim.is_set():
         return {"batches": 0, "rerun": True}
@@ -127,6 +131,10 @@ def run_remote(topic: str, run_id: str, attempt: str, config: dict, start: dict 
             last_ck[0] = time.monotonic()
 
         def emit(event) -> None:
+            for e in cap.offer(event):
+                send(e)
+
+        def send(event) -> None:
             if event.type == "snapshot":
                 if time.monotonic() - last_snap[0] < snapshot_seconds:
                     held[0] = event
@@ -137,7 +145,7 @@ def run_remote(topic: str, run_id: str, attempt: str, config: dict, start: dict 
                     outbox.put({"k": "event", "e": held[0].to_json_dict(), "ts": time.time()})
                 checkpoint(False)             # final weights before anyone hears "done"
             outbox.put({"k": "event", "e": event.to_json_dict(), "ts": time.time()})
-            if event.type == "eval":
+            if event.type == "eval" or (event.type == "bsde_eval" and event.step):
                 checkpoint(True)
             elif event.type == "progress" and time.monotonic() - last_ck[0] >= checkpoint_seconds:
                 checkpoint(False)
@@ -191,7 +199,8 @@ class DaskPool:
 
     def __init__(self, address: str, n_local_workers: int, checkpoint_seconds: float,
                  grace_seconds: float, on_messages: Callable[[str, list], None],
-                 on_exit: Callable[[DaskHandle, int | None], None]):
+                 on_exit: Callable[[DaskHandle, int | None], None], progress_rate: float = 0.0):
+        self.progress_rate = progress_rate    # max progress events/s of each run (0: all)
         self.address = address
         self.n_local_workers = n_local_workers
         self.checkpoint_seconds = checkpoint_seconds
@@ -227,7 +236,8 @@ class DaskPool:
             remote_start = {"mode": start["mode"], "data": Path(start["from"]).read_bytes()}
         attempt = f"{run_id}-{uuid.uuid4().hex[:8]}"
         future = self.client.submit(run_remote, self.topic, run_id, attempt, config, remote_start,
-                                    self.checkpoint_seconds, key=f"run-{attempt}",
+                                    self.checkpoint_seconds, SNAPSHOT_SECONDS, self.progress_rate,
+                                    key=f"run-{attempt}",
                                     pure=False, retries=0)
         h = DaskHandle(run_id, attempt, future, Path(checkpoint), history_budget)
         self.handles[run_id] = h

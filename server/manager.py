@@ -142,7 +142,8 @@ class RunManager:
             from .dask_pool import DaskPool
             self.dask = DaskPool(settings.dask, settings.dask_local_workers,
                                  settings.checkpoint_seconds, settings.shutdown_grace_seconds,
-                                 self._on_messages, self._on_exit)
+                                 self._on_messages, self._on_exit,
+                                 progress_rate=settings.dask_progress_rate)
         self.closing = False
         #: the sweeps (server/sweeps.py) hear of their trials' runs: ``run_event(run, event)``
         #: for each engine event stored, ``run_status(run)`` after each state change,

@@ -119,3 +119,37 @@ def test_serve_on_a_separate_scheduler_and_workers(separate, make_server):  # no
         assert done["status"] == "completed" and done["where"] == "dask", done
         assert done["final"]["test_accuracy"] > 0.2
 
+
+
+def test_a_progress_rate_caps_what_a_dask_run_sends_and_keeps_its_evals_exact(make_server):
+    """BACKPROP_DASK_PROGRESS_RATE: at most that many progress events a second leave each
+    remote run (a thousand workers' progress would swamp one server); the held one goes out
+    before every other event, so each evaluation's step and the last step are still there."""
+    s = make_server(args=["--dask", "local"], env={"BACKPROP_DASK_LOCAL_WORKERS": "1",
+                                                   "BACKPROP_DASK_PROGRESS_RATE": "4"}).start()
+    with s.client() as api:
+        run = create(api, {"preset": "mlp", "where": "dask", "overrides": {
+            "iterations": 400, "train_limit": 640, "test_limit": 100, "eval_every": 100}})
+        msgs, code = asyncio.run(collect(f"{s.ws_url}/ws/runs/{run['id']}", timeout=120))
+        assert code == 1000 and msgs[-1]["status"] == "completed"
+        steps = [m["step"] for m in msgs if m["type"] == "progress"]
+        evals = [m["step"] for m in msgs if m["type"] == "eval"]
+        assert steps == sorted(set(steps)) and steps[-1] == 400
+        assert evals == [100, 200, 300, 400] and set(evals) <= set(steps)
+        assert len(steps) < 100, len(steps)           # 400 steps in a few seconds at 4/s
+        done = api.get(f"/api/runs/{run['id']}").json()
+        assert done["latest"]["step"] == 400 and done["final"]["step"] == 400
+
+
+def test_a_bsde_run_on_dask(dask_server):
+    with dask_server.client() as api:
+        run = create(api, {"preset": "bsde-hjb-d10", "where": "dask",
+                           "overrides": {"iterations": 40, "eval_every": 20}})
+        msgs, code = asyncio.run(collect(f"{dask_server.ws_url}/ws/runs/{run['id']}", timeout=120))
+        assert code == 1000 and msgs[-1]["status"] == "completed"
+        assert [m["step"] for m in msgs if m["type"] == "bsde_eval"] == [0, 20, 40]
+        assert [m["step"] for m in msgs if m["type"] == "progress"] == list(range(1, 41))
+        done = api.get(f"/api/runs/{run['id']}").json()
+        assert done["final"]["result"]["reference"] == 2.157022 and done["weights_step"] == 40
+        kept = api.get(f"/api/runs/{run['id']}/checkpoints").json()["checkpoints"]
+        assert [c["step"] for c in kept] == [20, 40]
