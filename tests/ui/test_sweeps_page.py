@@ -113,3 +113,33 @@ def test_build_watch_brush_and_open_a_trial(page, server, artifacts):
     link.click()
     page.wait_for_function(f"window.__bpl && window.__bpl.watched() === '{run_id}'")
     expect(page.locator("#run-name")).to_contain_text("ui-grid")
+
+
+def test_a_report_sub_sweep_shows_the_reports_numbers_beside_ours(page, server):
+    """A sweep named as one of student-report's sub-sweeps (here "momentum", on a tiny base so
+    it runs in seconds) gets a table of each value's loss, accuracy and time next to the
+    report's own (REFERENCE-RESULTS.md: momentum 0.80 -> 96.8%, 0.90 -> 97.2%)."""
+    sw = server.call("POST", "/api/sweeps", {
+        "name": "momentum", "method": "grid", "max_parallel": 2,
+        "base": {"preset": "digits8-mlp", "overrides": {"epochs": 1, "train_limit": 200, "test_limit": 100}},
+        "parameters": {"train.momentum": {"values": [0.8, 0.9]}}})
+    page.goto(server.url + f"/sweeps#id={sw['id']}")
+    expect(page.get_by_role("status", name="Sweep status")).to_have_text("finished", timeout=120_000)
+    card = page.locator("section:has(#t-report)")
+    expect(card).to_be_visible()
+    rows = card.locator("tbody tr")
+    expect(rows).to_have_count(3)                      # the report's three momentum values
+    expect(rows.nth(0)).to_contain_text("train.momentum = 0.8")
+    expect(rows.nth(0)).to_contain_text("96.8%")
+    expect(rows.nth(2)).to_contain_text("97.2%")
+    ours = rows.nth(0).locator("td").nth(2).inner_text()
+    assert ours.endswith("%") and ours != "–"          # our trial's accuracy beside theirs
+    assert rows.nth(1).locator("td").nth(2).inner_text() == "–"   # 0.85 was not in this sweep
+    # an ordinary sweep has no such card
+    other = server.call("POST", "/api/sweeps", {
+        "name": "other", "method": "grid", "max_parallel": 1,
+        "base": {"preset": "digits8-mlp", "overrides": {"epochs": 1, "train_limit": 200, "test_limit": 100}},
+        "parameters": {"train.momentum": {"values": [0.8]}}})
+    page.goto(server.url + f"/sweeps#id={other['id']}")
+    expect(page.get_by_role("status", name="Sweep status")).to_have_text("finished", timeout=120_000)
+    expect(page.locator("section:has(#t-report)")).to_be_hidden()

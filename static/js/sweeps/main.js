@@ -53,6 +53,11 @@ class SweepsPage {
   }
 
   async watch(id) {
+    // the sweep presets' published numbers (the student report's tables), once
+    if (!this.references) {
+      this.references = [];
+      api.sweepPresets().then((r) => { this.references = r.presets.flatMap((p) => (p.references || []).map((x) => ({ ...x, preset: p.name, source: p.reference }))); this.request(); }).catch(() => {});
+    }
     this.state = initialSweepState(id);
     this.keep = null;
     this.buildView();
@@ -110,12 +115,16 @@ class SweepsPage {
     this.topKSel = h("select", { "aria-label": "Curves shown", onchange: () => { this.topK = +this.topKSel.value; this.request(); } },
       [["0", "every trial"], ["3", "best 3"], ["5", "best 5"], ["10", "best 10"]].map(([v, t]) => h("option", { value: v }, t)));
     this.importanceEl = h("div", { class: "importance" });
+    this.reportEl = h("div", { class: "table-wrap" });
+    this.reportCard = h("section", { class: "card", "aria-labelledby": "t-report", hidden: true },
+      h("h3", { id: "t-report" }, "Against the published numbers"), this.reportEl);
     v.append(
       h("p", {}, h("a", { href: "#" }, "← All sweeps")),
       h("div", { class: "sweep-head" }, this.title, this.statusEl, this.conn),
       this.summary, this.bestEl,
       h("div", { class: "buttons" }, this.buttons.stop, extendN, this.buttons.extend, this.buttons.resume, this.buttons.del),
       this.notice,
+      this.reportCard,
       h("section", { class: "card", "aria-labelledby": "t-trials" }, h("h3", { id: "t-trials" }, "Trials"),
         h("div", { class: "run-tools" }, this.stateFilter, h("span", { class: "small muted", id: "brush-note" })),
         h("div", { class: "table-wrap" }, this.table)),
@@ -165,6 +174,7 @@ class SweepsPage {
     this.buttons.stop.disabled = done || st.status === "stopping";
     this.buttons.resume.disabled = !trials.some((t) => t.status === "interrupted" && t.requeued_as == null);
     this.drawTable(st, best);
+    this.drawReport(st, sw);
     this.pcoords.update(st);
     const width = Math.max(280, this.curves.parentElement.clientWidth - 32);
     const paths = paramPaths(st);
@@ -178,6 +188,31 @@ class SweepsPage {
           h("td", { class: "num" }, r.rho == null ? "–" : fmtNum(Math.abs(r.rho), 2)),
           h("td", {}, h("span", { class: "bar", style: { width: `${Math.round(100 * Math.abs(r.rho || 0))}px` } })))))))
       : h("p", { class: "small muted" }, `Shown once 5 trials have completed (${ranked(st).length} so far).`));
+  }
+
+  /** A sweep of a preset with published numbers (the student report's four sub-sweeps, by
+   *  their names) gets a table: each value's loss, accuracy and time, ours beside theirs. */
+  drawReport(st, sw) {
+    const refs = (this.references || []).filter((r) => r.sweep === sw.name);
+    this.reportCard.hidden = !refs.length;
+    if (!refs.length) return;
+    const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+    const key = refs.map((r) => r.sweep).join() + [...st.trials.values()].map((t) => `${t.number}:${t.status}:${t.test_accuracy}`).join();
+    if (key === this.reportKey) return;
+    this.reportKey = key;
+    const rows = refs.map((r) => {
+      const [path, value] = Object.entries(r.params)[0];
+      const t = [...st.trials.values()].find((x) => x.status === "completed" && same(x.params[path], value));
+      return h("tr", {}, h("th", { scope: "row" }, `${path} = ${fmtParam(value)}`),
+        h("td", { class: "num" }, t && t.final_loss != null ? fmtNum(t.final_loss, 3) : "–"), h("td", { class: "num muted" }, fmtNum(r.loss, 3)),
+        h("td", { class: "num" }, t && t.test_accuracy != null ? fmtPct(t.test_accuracy, 1) : "–"), h("td", { class: "num muted" }, fmtPct(r.test_accuracy, 1)),
+        h("td", { class: "num" }, t && t.train_seconds != null ? fmtDuration(t.train_seconds) : "–"), h("td", { class: "num muted" }, fmtDuration(r.seconds)));
+    });
+    clear(this.reportEl).append(
+      h("p", { class: "small muted" }, `${refs[0].source}. Ours: this sweep's completed trials on this machine; theirs in grey.`),
+      h("table", { class: "grid-table report" },
+        h("thead", {}, h("tr", {}, ["Value", "Loss (ours)", "Loss (report)", "Accuracy (ours)", "Accuracy (report)", "Time (ours)", "Time (report)"].map((x) => h("th", { scope: "col" }, x)))),
+        h("tbody", {}, rows)));
   }
 
   drawTable(st, best) {
