@@ -1,0 +1,627 @@
+"""Deep BSDE training iterations: the engine's NumPy global network against a PyTorch CPU port
+of the same network and recursion, in one run.
+
+    python -m benchmarks.bench_bsde            # about 3 minutes on an idle machine
+    python -m benchmarks.bench_bsde --quick    # about a minute
+    python -m benchmarks.bench_bsde --full     # also trains bsde-hjb and bsde-allen-cahn to
+                                               # their targets, NumPy and PyTorch (many minutes)
+
+1. The port is checked first: with the engine's weights (after a few Adam steps, so no
+   parameter sits at its initial value) copied into it, one training-mode forward on the same
+   paths gives the same loss (to 1e-10) and the same gradients of u0, z0 and every subnet
+   parameter (u0 and z0 to 1e-8).
+2. Time per training iteration (sample + forward + backward + Adam, batch 64) of each preset,
+   NumPy (``BsdeSolver``'s net and Adam) and PyTorch (``TorchPort`` + ``torch.optim.Adam``),
+   each in its own worker process, interleaved repetitions, median. Both draw their paths with
+   the engine's ``Equation.sample`` (NumPy, as the reference TensorFlow code does). Ratio
+   torch/numpy: above 1 means NumPy is ahead. The projected full run (the preset's iterations
+   x the median) stands next to the paper's runtimes (TensorFlow, laptop CPU).
+3. Where a NumPy iteration goes: sampling, zero_grad, the subnets' forward, the recursion
+   (f, g, the sums, the loss), the subnets' backward, the recursion's backward, Adam; timed
+   with ``time.perf_counter`` around the engine's own calls (its subnets' ``forward`` and
+   ``backward``, ``Equation.f``/``g`` and ``GlobalNetwork.forward`` are wrapped on the
+   instance; nothing in engine/ changes).
+4. Time to target: ``bsde-hjb-d10`` trained until an eval (every 100 iterations, on the
+   preset's fixed validation set) meets the preset's target, NumPy and PyTorch from the same
+   initial weights and the same paths; seconds of training steps (evals excluded, as the
+   engine's ``train_seconds``). ``--full`` adds ``bsde-hjb`` and ``bsde-allen-cahn``.
+
+Thread counts are fixed (``--threads``, default 2) before NumPy or PyTorch is imported, and
+``torch.set_num_threads`` gets the same count. PyTorch is optional: without it the NumPy parts
+run and the script says "torch not installed".
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+
+PRESETS = ("bsde-hjb-d10", "bsde-allen-cahn", "bsde-hjb")
+#: the paper's runtimes (Han, Jentzen and E, PNAS 2018; TensorFlow on a laptop CPU), seconds
+PAPER_SECONDS = {"bsde-allen-cahn": 647, "bsde-hjb": 330}
+DELTA_CLIP = 50.0
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short run: fewer, shorter repetitions")
+    ap.add_argument("--full", action="store_true",
+                    help="also train bsde-hjb and bsde-allen-cahn to their targets")
+    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
+    ap.add_argument("--reps", type=int, help="interleaved repetitions per contender "
+                                              "(default 9, quick 3)")
+    ap.add_argument("--seconds", type=float, help="target seconds per repetition "
+                                                   "(default 1.0, quick 0.5)")
+    ap.add_argument("--split-iterations", type=int, help="iterations of the NumPy split "
+                                                          "(default 100, quick 30)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch port")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's allocator as it starts (see benchmarks/README.md)")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = ap.parse_args(argv)
+    args.reps = args.reps or (3 if args.quick else 9)
+    args.seconds = args.seconds or (0.5 if args.quick else 1.0)
+    args.split_iterations = args.split_iterations or (30 if args.quick else 100)
+    return args
+
+
+def set_threads(n: int) -> None:
+    """Pin BLAS/OpenMP thread pools; must run before numpy or torch is imported."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def have_torch() -> bool:
+    """True if ``import torch`` works (call after ``set_threads``)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def preset_config(name: str, **train) -> dict:
+    """The preset's bsde config with ``train`` fields overridden (e.g. ``iterations``)."""
+    from engine.bsde import BSDE_PRESETS
+    cfg = copy.deepcopy(BSDE_PRESETS[name]["config"])
+    cfg["train"] = {**cfg.get("train", {}), **train}
+    return cfg
+
+
+def make_solver(name: str, **train):
+    from engine.bsde import BsdeSolver
+    return BsdeSolver(preset_config(name, **train))
+
+
+# ---------------------------------------------------------------- the PyTorch port
+
+
+def torch_f(eq, t: float, x, y, z):
+    """``f(t, x, y, z)`` of the engine's equation ``eq`` in torch: ``(B,)`` from ``x, z``
+    ``(B, d)`` and ``y`` ``(B,)``."""
+    import torch
+    if eq.name == "hjb_lq":
+        return -eq.params["lambda"] * 0.5 * (z * z).sum(1)
+    if eq.name == "allen_cahn":
+        return y - y ** 3
+    if eq.name == "reaction_diffusion":
+        e = y - torch_exact(eq, t, x)
+        return torch.clamp(e * e, max=1.0)
+    raise ValueError(f"no torch port of equation {eq.name!r}")
+
+
+def torch_g(eq, x):
+    """``g(x)`` ``(B,)`` from ``x`` ``(B, d)``."""
+    import torch
+    if eq.name == "hjb_lq":
+        return torch.log((1 + (x * x).sum(1)) / 2)
+    if eq.name == "allen_cahn":
+        return 0.5 / (1 + 0.2 * (x * x).sum(1))
+    if eq.name == "reaction_diffusion":
+        return torch_exact(eq, eq.total_time, x)
+    raise ValueError(f"no torch port of equation {eq.name!r}")
+
+
+def torch_exact(eq, t: float, x):
+    import torch
+    lam = 1 / eq.dim ** 0.5
+    return 1.6 + torch.sin(lam * x.sum(1)) * math.exp(lam ** 2 * eq.dim * (t - eq.total_time) / 2)
+
+
+class TorchPort:
+    """The reference code's global network in PyTorch, float64, CPU.
+
+    ``u0`` ``(1,)`` and ``z0`` ``(d,)`` parameters and N - 1 subnets
+    ``BN -> (Linear(d + 10, no bias) -> BN -> ReLU) x 2 -> Linear(d) -> BN`` (BN momentum 0.01
+    in torch terms, i.e. 0.99 in Keras terms, eps 1e-6). ``loss(dw (B, d, N), x (B, d, N + 1))``
+    runs ``y <- y - dt f + z . dW`` with ``z = subnet(x) / d`` and returns the mean of the loss
+    with its linear tail past |delta| = 50 (a scalar tensor; autograd does the backward).
+    """
+
+    def __init__(self, eq, y_init_range=(0.0, 1.0), seed: int = 0):
+        import torch
+        from torch import nn
+        f64 = torch.float64
+        self.eq = eq
+        d, h = eq.dim, eq.dim + 10
+        torch.manual_seed(seed)
+
+        def bn(c):
+            return nn.BatchNorm1d(c, eps=1e-6, momentum=0.01, dtype=f64)
+
+        def subnet():
+            return nn.Sequential(bn(d), nn.Linear(d, h, bias=False, dtype=f64), bn(h), nn.ReLU(),
+                                 nn.Linear(h, h, bias=False, dtype=f64), bn(h), nn.ReLU(),
+                                 nn.Linear(h, d, dtype=f64), bn(d))
+        self.u0 = nn.Parameter(torch.empty(1, dtype=f64).uniform_(*y_init_range))
+        self.z0 = nn.Parameter(torch.empty(d, dtype=f64).uniform_(-0.1, 0.1))
+        self.subnets = nn.ModuleList(subnet() for _ in range(eq.n - 1))
+
+    def parameters(self) -> list:
+        """``[u0, z0, subnet 0's parameters in layer order, subnet 1's, ...]``: the order of
+        the engine's ``GlobalNetwork.params``."""
+        return [self.u0, self.z0, *self.subnets.parameters()]
+
+    def train(self, mode: bool = True) -> None:
+        self.subnets.train(mode)
+
+    def load_from(self, net) -> None:
+        """Copy the engine net's parameters (Dense kernels ``(in, out)`` transposed to
+        Linear's ``(out, in)``) and its batchnorm running statistics."""
+        import torch
+        ours, theirs = list(net.params), self.parameters()
+        if len(ours) != len(theirs):
+            raise ValueError(f"the engine net has {len(ours)} parameters, the port {len(theirs)}")
+        with torch.no_grad():
+            for p, q in zip(ours, theirs):
+                v = p.value.T if p.value.ndim == 2 else p.value
+                if tuple(v.shape) != tuple(q.shape):
+                    raise ValueError(f"{p.name}: engine {p.value.shape}, port {tuple(q.shape)}")
+                q.copy_(torch.from_numpy(v))
+            bns = [m for m in self.subnets.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+            ebn = [la for m in getattr(net, "subnets", []) for la in getattr(m, "layers", [])
+                   if hasattr(la, "running_mean")]
+            for m, la in zip(bns, ebn if len(ebn) == len(bns) else []):
+                m.running_mean.copy_(torch.from_numpy(la.running_mean))
+                m.running_var.copy_(torch.from_numpy(la.running_var))
+
+    def loss(self, dw, x):
+        import torch
+        eq = self.eq
+        b, d = dw.shape[0], eq.dim
+        y = self.u0.expand(b)
+        z = self.z0.expand(b, d)
+        for i in range(eq.n):
+            y = y - eq.dt * torch_f(eq, i * eq.dt, x[:, :, i], y, z) + (z * dw[:, :, i]).sum(1)
+            if i < eq.n - 1:
+                z = self.subnets[i](x[:, :, i + 1]) / d
+        delta = y - torch_g(eq, x[:, :, -1])
+        a = delta.abs()
+        return torch.where(a < DELTA_CLIP, delta * delta, 2 * DELTA_CLIP * a - DELTA_CLIP ** 2).mean()
+
+
+def engine_steps(solver, k: int, rng) -> None:
+    """``k`` training iterations of the engine's net (public API only)."""
+    b = solver.config["train"]["batch_size"]
+    for _ in range(k):
+        dw, x = solver.eq.sample(b, rng)
+        solver.net.zero_grad()
+        solver.net.loss_and_grad(dw, x)
+        solver.opt.step()
+
+
+def check_port(name: str, warm_steps: int = 3, batch: int = 64, seed: int = 5) -> dict:
+    """Loss and gradients of the engine net and the port with the same weights, same paths.
+
+    Returns ``{"loss", "loss_diff", "u0_grad", "u0_grad_diff", "z0_grad_diff",
+    "max_grad_diff", "max_grad"}``: absolute differences; the last two over every entry of
+    every parameter (a relative measure per parameter would divide rounding by the exact zero
+    gradient of a bias or beta right before a batchnorm).
+    """
+    import numpy as np
+    import torch
+    solver = make_solver(name)
+    engine_steps(solver, warm_steps, np.random.default_rng([seed, 1]))
+    port = TorchPort(solver.eq, solver.config["y_init_range"])
+    port.load_from(solver.net)
+    port.train(True)
+    dw, x = solver.eq.sample(batch, np.random.default_rng([seed, 2]))
+    solver.net.zero_grad()
+    loss = solver.net.loss_and_grad(dw, x)
+    tloss = port.loss(torch.from_numpy(dw), torch.from_numpy(x))
+    tloss.backward()
+    diff = big = 0.0
+    for p, q in zip(solver.net.params, port.parameters()):
+        g = q.grad.numpy()
+        g = g.T if g.ndim == 2 else g
+        diff = max(diff, float(np.max(np.abs(p.grad - g))))
+        big = max(big, float(np.max(np.abs(p.grad))))
+    return {"loss": loss, "loss_diff": abs(loss - tloss.item()),
+            "u0_grad_diff": float(np.max(np.abs(solver.net.params[0].grad - port.u0.grad.numpy()))),
+            "z0_grad_diff": float(np.max(np.abs(solver.net.params[1].grad - port.z0.grad.numpy()))),
+            "u0_grad": float(solver.net.params[0].grad[0]),
+            "max_grad_diff": diff, "max_grad": big}
+
+
+# ---------------------------------------------------------------- contenders (in workers)
+
+
+def build_step(kind: str, name: str, threads: int):
+    """A function that runs one training iteration of ``kind`` (``numpy`` or ``torch``)."""
+    import numpy as np
+    solver = make_solver(name)
+    eq, b = solver.eq, solver.config["train"]["batch_size"]
+    rng = np.random.default_rng([0, 1])
+    if kind == "numpy":
+        net, opt = solver.net, solver.opt
+
+        def step():
+            dw, x = eq.sample(b, rng)
+            net.zero_grad()
+            net.loss_and_grad(dw, x)
+            opt.step()
+        return step
+    if kind == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        port = TorchPort(eq, solver.config["y_init_range"])
+        port.load_from(solver.net)
+        port.train(True)
+        topt = torch.optim.Adam(port.parameters(), lr=solver.config["train"]["lr"], eps=1e-8)
+
+        def tstep():
+            dw, x = eq.sample(b, rng)
+            topt.zero_grad(set_to_none=True)
+            loss = port.loss(torch.from_numpy(dw), torch.from_numpy(x))
+            loss.backward()
+            topt.step()
+        return tstep
+    raise ValueError(kind)
+
+
+def worker(conn, kind: str, name: str, threads: int, tune_malloc: bool) -> None:
+    """Build one contender, then answer ``k`` (run k iterations) with the seconds taken."""
+    if tune_malloc:
+        from .common import keep_freed_memory
+        keep_freed_memory()
+    try:
+        step = build_step(kind, name, threads)
+        conn.send(("ready", None))
+    except Exception as exc:  # e.g. torch not importable
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        k = conn.recv()
+        if k is None:
+            return
+        t0 = time.perf_counter()
+        for _ in range(k):
+            step()
+        conn.send(("ok", time.perf_counter() - t0))
+
+
+class Contender:
+    """A worker process holding one contender; ``run(k)`` trains k iterations there."""
+
+    def __init__(self, ctx, kind: str, name: str, threads: int, tune_malloc: bool):
+        self.kind = kind
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=worker, args=(child, kind, name, threads, tune_malloc),
+                                daemon=True)
+        self.proc.start()
+        self.steps, self.times, self.error = 1, [], None   # times: seconds per iteration
+
+    def wait_ready(self) -> bool:
+        status, msg = self.conn.recv()
+        self.error = msg if status == "error" else None
+        return self.error is None
+
+    def run(self, k: int) -> float:
+        self.conn.send(k)
+        return self.conn.recv()[1]
+
+    def close(self) -> None:
+        try:
+            self.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(timeout=10)
+
+
+def measure(contenders: list[Contender], reps: int, seconds: float) -> None:
+    """Warm up, size each repetition to ~``seconds``, then time interleaved repetitions."""
+    for c in contenders:
+        c.run(3)
+        t = c.run(2) / 2
+        c.steps = max(1, round(seconds / t))
+    for _ in range(reps):
+        for c in contenders:
+            c.times.append(c.run(c.steps) / c.steps)
+
+
+def median(c: Contender | None) -> float | None:
+    return statistics.median(c.times) if c and c.times else None
+
+
+def spread(c: Contender | None) -> str:
+    """Half the min..max range over the median, in percent: how noisy the machine was."""
+    if not c or len(c.times) < 2:
+        return ""
+    return f"±{50 * (max(c.times) - min(c.times)) / statistics.median(c.times):.0f}%"
+
+
+def time_iterations(ctx, args, name: str, kinds: list[str]) -> dict[str, Contender]:
+    cs = [Contender(ctx, k, name, args.threads, not args.default_malloc) for k in kinds]
+    try:
+        ready = [c for c in cs if c.wait_ready()]
+        measure(ready, args.reps, args.seconds)
+    finally:
+        for c in cs:
+            c.close()
+    for c in cs:
+        if c.error and c.kind != "torch":
+            raise RuntimeError(f"{c.kind} failed: {c.error}")
+    print(f"  {name:>16}: " + ", ".join(
+        f"{c.kind} {1e3 * median(c):.2f} ms {spread(c)}" if not c.error else f"{c.kind} failed"
+        for c in cs), flush=True)
+    return {c.kind: c for c in cs}
+
+
+# ---------------------------------------------------------------- where the time goes
+
+SPLIT_PARTS = ("sample", "zero_grad", "subnets forward", "recursion forward",
+               "subnets backward", "recursion backward", "adam")
+
+
+def split_numpy(name: str, iterations: int, warm: int = 5) -> dict:
+    """Median seconds per part of a NumPy iteration (``SPLIT_PARTS``, plus ``f + g`` within the
+    recursion forward, the instrumented ``total`` and an uninstrumented ``plain`` median)."""
+    import numpy as np
+    solver = make_solver(name)
+    net, eq, opt = solver.net, solver.eq, solver.opt
+    b = solver.config["train"]["batch_size"]
+    rng = np.random.default_rng([0, 1])
+    plain = []
+    engine_steps(solver, warm, rng)
+    for _ in range(iterations // 2):
+        t0 = time.perf_counter()
+        engine_steps(solver, 1, rng)
+        plain.append(time.perf_counter() - t0)
+    acc: dict[str, float] = defaultdict(float)
+
+    def timed(key, fn):
+        def wrapped(*a, **k):
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            acc[key] += time.perf_counter() - t0
+            return out
+        return wrapped
+    for m in getattr(net, "subnets", []):
+        m.forward = timed("subnets forward", m.forward)
+        m.backward = timed("subnets backward", m.backward)
+    eq.f = timed("f + g", eq.f)
+    eq.g = timed("f + g", eq.g)
+    net.forward = timed("net forward", net.forward)
+    rows = defaultdict(list)
+    for it in range(warm + iterations):
+        acc.clear()
+        t0 = time.perf_counter()
+        dw, x = eq.sample(b, rng)
+        t1 = time.perf_counter()
+        net.zero_grad()
+        t2 = time.perf_counter()
+        net.loss_and_grad(dw, x)
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        if it < warm:
+            continue
+        part = {"sample": t1 - t0, "zero_grad": t2 - t1,
+                "subnets forward": acc["subnets forward"],
+                "recursion forward": acc["net forward"] - acc["subnets forward"],
+                "subnets backward": acc["subnets backward"],
+                "recursion backward": (t3 - t2) - acc["net forward"] - acc["subnets backward"],
+                "adam": t4 - t3, "f + g": acc["f + g"], "total": t4 - t0}
+        for k, v in part.items():
+            rows[k].append(v)
+    out = {k: statistics.median(v) for k, v in rows.items()}
+    out["plain"] = statistics.median(plain)
+    out["subnets_seen"] = bool(getattr(net, "subnets", None)) and rows["subnets forward"][0] > 0
+    return out
+
+
+# ---------------------------------------------------------------- time to target
+
+
+def to_target(name: str, kind: str, threads: int, eval_every: int = 100) -> dict:
+    """Train ``name`` (``kind`` numpy or torch, same initial weights and paths) until an eval
+    meets the preset's target or its iterations run out. Seconds count training iterations
+    only (sample + forward + backward + Adam), not the evals."""
+    import numpy as np
+    from engine.bsde import BSDE_PRESETS
+    target = BSDE_PRESETS[name]["target"]
+    solver = make_solver(name)
+    tr = solver.config["train"]
+    eq, b, total = solver.eq, tr["batch_size"], tr["iterations"]
+    rng = np.random.default_rng([tr["seed"], 1])
+    if kind == "numpy":
+        def steps(k):
+            engine_steps(solver, k, rng)
+
+        def evaluate():
+            ev = solver.evaluate()
+            return ev["u0"], ev["valid_loss"]
+    else:
+        import torch
+        torch.set_num_threads(threads)
+        port = TorchPort(eq, solver.config["y_init_range"])
+        port.load_from(solver.net)
+        port.train(True)
+        topt = torch.optim.Adam(port.parameters(), lr=tr["lr"], eps=1e-8)
+        vdw, vx = (torch.from_numpy(a) for a in solver.valid)
+
+        def steps(k):
+            for _ in range(k):
+                dw, x = eq.sample(b, rng)
+                topt.zero_grad(set_to_none=True)
+                loss = port.loss(torch.from_numpy(dw), torch.from_numpy(x))
+                loss.backward()
+                topt.step()
+
+        def evaluate():
+            port.train(False)
+            with torch.no_grad():
+                loss = float(port.loss(vdw, vx))
+            port.train(True)
+            return float(port.u0), loss
+    seconds, done = 0.0, 0
+    u0 = loss = None
+    while done < total:
+        k = min(eval_every, total - done)
+        t0 = time.perf_counter()
+        steps(k)
+        seconds += time.perf_counter() - t0
+        done += k
+        u0, loss = evaluate()
+        if (abs(u0 - target["u0"]) <= target["band"] * abs(target["u0"])
+                and loss < target["valid_loss_below"]):
+            return {"reached": True, "iterations": done, "seconds": seconds, "u0": u0,
+                    "valid_loss": loss, "preset_iterations": total}
+    return {"reached": False, "iterations": done, "seconds": seconds, "u0": u0,
+            "valid_loss": loss, "preset_iterations": total}
+
+
+# ---------------------------------------------------------------- main
+
+
+def load() -> str:
+    try:
+        return open("/proc/loadavg").read().split()[0]
+    except OSError:
+        return "?"
+
+
+def main(args) -> int:
+    t_start = time.perf_counter()
+    import numpy as np
+    use_torch = not args.no_torch and have_torch()
+    print(f"numpy {np.__version__}, {args.threads} threads, {args.reps} interleaved repetitions "
+          f"of ~{args.seconds} s per contender, median; one worker process per contender; "
+          f"glibc malloc {'as it starts' if args.default_malloc else 'keeping freed memory'}; "
+          f"load average {load()} on {os.cpu_count()} CPUs")
+    if not args.no_torch and not use_torch:
+        print("torch not installed: NumPy parts only")
+    result: dict = {"threads": args.threads, "reps": args.reps, "seconds": args.seconds}
+
+    if use_torch:
+        import torch
+        torch.set_num_threads(args.threads)
+        print(f"torch {torch.__version__}; the port against the engine (same weights, same 64 "
+              f"paths, one training-mode forward and backward):")
+        result["check"] = {}
+        for name in args.presets:
+            c = check_port(name)
+            result["check"][name] = c
+            ok = c["loss_diff"] < 1e-10 and c["u0_grad_diff"] < 1e-8 and c["z0_grad_diff"] < 1e-8
+            print(f"  {name:>16}: loss {c['loss']:.6g}, |diff| {c['loss_diff']:.1e}; "
+                  f"u0 grad |diff| {c['u0_grad_diff']:.1e}, z0 grad {c['z0_grad_diff']:.1e}, "
+                  f"every parameter {c['max_grad_diff']:.1e} (largest grad {c['max_grad']:.2g}) "
+                  f"{'ok' if ok else 'MISMATCH'}", flush=True)
+            if not ok:
+                raise SystemExit("the PyTorch port does not compute what the engine computes")
+
+    print("time per training iteration (sample + forward + backward + Adam, batch 64):")
+    ctx = mp.get_context("spawn")
+    rows = []
+    for name in args.presets:
+        by = time_iterations(ctx, args, name, ["numpy"] + (["torch"] if use_torch else []))
+        if "torch" in by and by["torch"].error:
+            print(f"  (PyTorch skipped: {by['torch'].error})")
+            use_torch = False
+        iters = make_solver(name).config["train"]["iterations"]
+        n, t = median(by["numpy"]), median(by.get("torch")) if use_torch else None
+        rows.append({"preset": name, "numpy_s": n, "torch_s": t,
+                     "torch_over_numpy": t / n if t else None, "iterations": iters,
+                     "numpy_projected_s": iters * n, "torch_projected_s": iters * t if t else None,
+                     "paper_s": PAPER_SECONDS.get(name),
+                     "times": {k: c.times for k, c in by.items()}})
+    result["iterations"] = rows
+
+    print("where a NumPy iteration goes (instrumented, median per part):", flush=True)
+    splits = {name: split_numpy(name, args.split_iterations) for name in args.presets}
+    result["split"] = splits
+
+    target_presets = ["bsde-hjb-d10"] + (["bsde-hjb", "bsde-allen-cahn"] if args.full else [])
+    print("time to target (train until an eval every 100 iterations meets the preset's target):",
+          flush=True)
+    targets = []
+    for name in target_presets:
+        for kind in ["numpy"] + (["torch"] if use_torch else []):
+            r = to_target(name, kind, args.threads)
+            r.update(preset=name, kind=kind)
+            targets.append(r)
+            print(f"  {name:>16} {kind:>5}: {'reached' if r['reached'] else 'NOT reached'} at "
+                  f"iteration {r['iterations']} after {r['seconds']:.1f} s, u0 {r['u0']:.6f}, "
+                  f"valid loss {r['valid_loss']:.3g}", flush=True)
+    result["to_target"] = targets
+
+    def ms(v):
+        return "-" if v is None else f"{1e3 * v:.2f}"
+
+    def sec(v):
+        return "-" if v is None else f"{v:,.0f}"
+    print()
+    head = (f"{'preset':<17}{'numpy ms':>10}{'torch ms':>10}{'torch/numpy':>13}{'iterations':>12}"
+            f"{'numpy run s':>13}{'torch run s':>13}{'paper s':>9}")
+    print("time per training iteration (projected run = iterations x median)\n" + head + "\n"
+          + "-" * len(head))
+    for r in rows:
+        ratio = "-" if r["torch_over_numpy"] is None else f"{r['torch_over_numpy']:.2f}x"
+        print(f"{r['preset']:<17}{ms(r['numpy_s']):>10}{ms(r['torch_s']):>10}{ratio:>13}"
+              f"{r['iterations']:>12,}{sec(r['numpy_projected_s']):>13}"
+              f"{sec(r['torch_projected_s']):>13}{sec(r['paper_s']):>9}")
+    print("\nNumPy iteration by part, ms (share of the instrumented total)")
+    head = f"{'part':<20}" + "".join(f"{n:>22}" for n in args.presets)
+    print(head + "\n" + "-" * len(head))
+    for part in (*SPLIT_PARTS, "f + g", "total", "plain"):
+        cells = []
+        for n in args.presets:
+            s = splits[n]
+            share = f" ({100 * s[part] / s['total']:.0f}%)" if part not in ("total", "plain") else ""
+            cells.append(f"{1e3 * s[part]:.2f}{share}")
+        label = {"f + g": "  of which f, g", "plain": "uninstrumented"}.get(part, part)
+        print(f"{label:<20}" + "".join(f"{c:>22}" for c in cells))
+    if not all(s["subnets_seen"] for s in splits.values()):
+        print("(the engine no longer calls each subnet's forward/backward: their time is in "
+              "the recursion's rows)")
+    print("\ntime to target (training iterations only)")
+    head = f"{'preset':<17}{'kind':>7}{'reached':>9}{'iteration':>11}{'seconds':>9}{'u0':>11}{'valid loss':>12}"
+    print(head + "\n" + "-" * len(head))
+    for r in targets:
+        print(f"{r['preset']:<17}{r['kind']:>7}{'yes' if r['reached'] else 'no':>9}"
+              f"{r['iterations']:>11,}{r['seconds']:>9.1f}{r['u0']:>11.6f}{r['valid_loss']:>12.3g}")
+    by_kind = {(r["preset"], r["kind"]): r for r in targets}
+    for name in target_presets:
+        a, b = by_kind.get((name, "numpy")), by_kind.get((name, "torch"))
+        if a and b and a["reached"] and b["reached"]:
+            print(f"{name}: torch/numpy seconds to target {b['seconds'] / a['seconds']:.2f}x")
+    print(f"\ngoal: torch/numpy >= 1.0x (NumPy ahead); load average now {load()}; "
+          f"{time.perf_counter() - t_start:.0f} s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+    set_threads(ARGS.threads)  # inherited by the spawned workers
+    sys.exit(main(ARGS))
