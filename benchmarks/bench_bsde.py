@@ -23,8 +23,10 @@ of the same network and recursion, in one run.
    instance; nothing in engine/ changes).
 4. Time to target: ``bsde-hjb-d10`` trained until an eval (every 100 iterations, on the
    preset's fixed validation set) meets the preset's target, NumPy and PyTorch from the same
-   initial weights and the same paths; seconds of training steps (evals excluded, as the
-   engine's ``train_seconds``). ``--full`` adds ``bsde-hjb`` and ``bsde-allen-cahn``.
+   initial weights and the same paths, in their workers, taking turns in chunks of 100
+   iterations; seconds of training steps (evals excluded, as the engine's
+   ``train_seconds``); a contender past ``--target-cap`` seconds stops. ``--full`` adds
+   ``bsde-hjb`` and ``bsde-allen-cahn``.
 
 Thread counts are fixed (``--threads``, default 2) before NumPy or PyTorch is imported, and
 ``torch.set_num_threads`` gets the same count. PyTorch is optional: without it the NumPy parts
@@ -62,6 +64,9 @@ def parse_args(argv=None):
     ap.add_argument("--split-iterations", type=int, help="iterations of the NumPy split "
                                                           "(default 100, quick 30)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--target-cap", type=float, help="stop a contender's time-to-target run "
+                                                     "after this many training seconds "
+                                                     "(default 120, --full 1800)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch port")
     ap.add_argument("--default-malloc", action="store_true",
                     help="leave glibc's allocator as it starts (see benchmarks/README.md)")
@@ -70,6 +75,7 @@ def parse_args(argv=None):
     args.reps = args.reps or (3 if args.quick else 9)
     args.seconds = args.seconds or (0.5 if args.quick else 1.0)
     args.split_iterations = args.split_iterations or (30 if args.quick else 100)
+    args.target_cap = args.target_cap or (1800.0 if args.full else 120.0)
     return args
 
 
@@ -254,46 +260,61 @@ def check_port(name: str, warm_steps: int = 3, batch: int = 64, seed: int = 5) -
 # ---------------------------------------------------------------- contenders (in workers)
 
 
-def build_step(kind: str, name: str, threads: int):
-    """A function that runs one training iteration of ``kind`` (``numpy`` or ``torch``)."""
-    import numpy as np
-    solver = make_solver(name)
-    eq, b = solver.eq, solver.config["train"]["batch_size"]
-    rng = np.random.default_rng([0, 1])
-    if kind == "numpy":
-        net, opt = solver.net, solver.opt
+class Trainer:
+    """One contender's training state: ``steps(k)`` runs k iterations (sample + forward +
+    backward + Adam), ``evaluate()`` gives ``(u0, validation loss)`` on the preset's fixed
+    validation set. ``kind`` is ``numpy`` (the engine's ``BsdeSolver`` net and Adam) or
+    ``torch`` (``TorchPort`` from the same initial weights, ``torch.optim.Adam``); both draw
+    the same training paths with the engine's ``Equation.sample``."""
 
-        def step():
-            dw, x = eq.sample(b, rng)
-            net.zero_grad()
-            net.loss_and_grad(dw, x)
-            opt.step()
-        return step
-    if kind == "torch":
-        import torch
-        torch.set_num_threads(threads)
-        port = TorchPort(eq, solver.config["y_init_range"])
-        port.load_from(solver.net)
-        port.train(True)
-        topt = torch.optim.Adam(port.parameters(), lr=solver.config["train"]["lr"], eps=1e-8)
+    def __init__(self, kind: str, name: str, threads: int):
+        import numpy as np
+        self.kind, self.solver = kind, make_solver(name)
+        tr = self.solver.config["train"]
+        self.rng = np.random.default_rng([tr["seed"], 1])
+        if kind == "torch":
+            import torch
+            torch.set_num_threads(threads)
+            self.torch = torch
+            self.port = TorchPort(self.solver.eq, self.solver.config["y_init_range"])
+            self.port.load_from(self.solver.net)
+            self.port.train(True)
+            self.topt = torch.optim.Adam(self.port.parameters(), lr=tr["lr"], eps=1e-8)
+            self.valid = [torch.from_numpy(a) for a in self.solver.valid]
+        elif kind != "numpy":
+            raise ValueError(kind)
 
-        def tstep():
-            dw, x = eq.sample(b, rng)
-            topt.zero_grad(set_to_none=True)
-            loss = port.loss(torch.from_numpy(dw), torch.from_numpy(x))
+    def steps(self, k: int) -> None:
+        if self.kind == "numpy":
+            engine_steps(self.solver, k, self.rng)
+            return
+        eq, b = self.solver.eq, self.solver.config["train"]["batch_size"]
+        for _ in range(k):
+            dw, x = eq.sample(b, self.rng)
+            self.topt.zero_grad(set_to_none=True)
+            loss = self.port.loss(self.torch.from_numpy(dw), self.torch.from_numpy(x))
             loss.backward()
-            topt.step()
-        return tstep
-    raise ValueError(kind)
+            self.topt.step()
+
+    def evaluate(self) -> tuple[float, float]:
+        if self.kind == "numpy":
+            ev = self.solver.evaluate()
+            return ev["u0"], ev["valid_loss"]
+        self.port.train(False)
+        with self.torch.no_grad():
+            loss = self.port.loss(*self.valid).item()
+        self.port.train(True)
+        return self.port.u0.item(), loss
 
 
 def worker(conn, kind: str, name: str, threads: int, tune_malloc: bool) -> None:
-    """Build one contender, then answer ``k`` (run k iterations) with the seconds taken."""
+    """Build one contender, then answer ``k`` (run k iterations) with the seconds taken and
+    ``"eval"`` with ``(u0, validation loss)``."""
     if tune_malloc:
         from .common import keep_freed_memory
         keep_freed_memory()
     try:
-        step = build_step(kind, name, threads)
+        trainer = Trainer(kind, name, threads)
         conn.send(("ready", None))
     except Exception as exc:  # e.g. torch not importable
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -302,9 +323,11 @@ def worker(conn, kind: str, name: str, threads: int, tune_malloc: bool) -> None:
         k = conn.recv()
         if k is None:
             return
+        if k == "eval":
+            conn.send(("ok", trainer.evaluate()))
+            continue
         t0 = time.perf_counter()
-        for _ in range(k):
-            step()
+        trainer.steps(k)
         conn.send(("ok", time.perf_counter() - t0))
 
 
@@ -328,12 +351,27 @@ class Contender:
         self.conn.send(k)
         return self.conn.recv()[1]
 
+    def evaluate(self) -> tuple[float, float]:
+        self.conn.send("eval")
+        return tuple(self.conn.recv()[1])
+
     def close(self) -> None:
         try:
             self.conn.send(None)
         except (BrokenPipeError, OSError):
             pass
         self.proc.join(timeout=10)
+
+
+def start(ctx, args, name: str, kinds: list[str]) -> list[Contender]:
+    """One ready worker per kind; a torch worker that fails is dropped (its error printed)."""
+    cs = [Contender(ctx, k, name, args.threads, not args.default_malloc) for k in kinds]
+    for c in cs:
+        if not c.wait_ready():
+            if c.kind != "torch":
+                raise RuntimeError(f"{c.kind} failed: {c.error}")
+            print(f"  (PyTorch skipped: {c.error})")
+    return cs
 
 
 def measure(contenders: list[Contender], reps: int, seconds: float) -> None:
@@ -359,20 +397,15 @@ def spread(c: Contender | None) -> str:
 
 
 def time_iterations(ctx, args, name: str, kinds: list[str]) -> dict[str, Contender]:
-    cs = [Contender(ctx, k, name, args.threads, not args.default_malloc) for k in kinds]
+    cs = start(ctx, args, name, kinds)
     try:
-        ready = [c for c in cs if c.wait_ready()]
-        measure(ready, args.reps, args.seconds)
+        measure([c for c in cs if not c.error], args.reps, args.seconds)
     finally:
         for c in cs:
             c.close()
-    for c in cs:
-        if c.error and c.kind != "torch":
-            raise RuntimeError(f"{c.kind} failed: {c.error}")
     print(f"  {name:>16}: " + ", ".join(
-        f"{c.kind} {1e3 * median(c):.2f} ms {spread(c)}" if not c.error else f"{c.kind} failed"
-        for c in cs), flush=True)
-    return {c.kind: c for c in cs}
+        f"{c.kind} {1e3 * median(c):.2f} ms {spread(c)}" for c in cs if not c.error), flush=True)
+    return {c.kind: c for c in cs if not c.error}
 
 
 # ---------------------------------------------------------------- where the time goes
@@ -441,62 +474,43 @@ def split_numpy(name: str, iterations: int, warm: int = 5) -> dict:
 # ---------------------------------------------------------------- time to target
 
 
-def to_target(name: str, kind: str, threads: int, eval_every: int = 100) -> dict:
-    """Train ``name`` (``kind`` numpy or torch, same initial weights and paths) until an eval
-    meets the preset's target or its iterations run out. Seconds count training iterations
-    only (sample + forward + backward + Adam), not the evals."""
-    import numpy as np
+def to_target(ctx, args, name: str, kinds: list[str], eval_every: int = 100) -> list[dict]:
+    """Train ``name`` with every kind (workers, chunks of ``eval_every`` iterations taken in
+    turn, so a change of the machine's load hits all alike) until an eval meets the preset's
+    target, its iterations run out, or a kind's training seconds pass ``args.target_cap``.
+    Seconds count training iterations only, not the evals."""
     from engine.bsde import BSDE_PRESETS
     target = BSDE_PRESETS[name]["target"]
-    solver = make_solver(name)
-    tr = solver.config["train"]
-    eq, b, total = solver.eq, tr["batch_size"], tr["iterations"]
-    rng = np.random.default_rng([tr["seed"], 1])
-    if kind == "numpy":
-        def steps(k):
-            engine_steps(solver, k, rng)
-
-        def evaluate():
-            ev = solver.evaluate()
-            return ev["u0"], ev["valid_loss"]
-    else:
-        import torch
-        torch.set_num_threads(threads)
-        port = TorchPort(eq, solver.config["y_init_range"])
-        port.load_from(solver.net)
-        port.train(True)
-        topt = torch.optim.Adam(port.parameters(), lr=tr["lr"], eps=1e-8)
-        vdw, vx = (torch.from_numpy(a) for a in solver.valid)
-
-        def steps(k):
-            for _ in range(k):
-                dw, x = eq.sample(b, rng)
-                topt.zero_grad(set_to_none=True)
-                loss = port.loss(torch.from_numpy(dw), torch.from_numpy(x))
-                loss.backward()
-                topt.step()
-
-        def evaluate():
-            port.train(False)
-            with torch.no_grad():
-                loss = float(port.loss(vdw, vx))
-            port.train(True)
-            return float(port.u0), loss
-    seconds, done = 0.0, 0
-    u0 = loss = None
-    while done < total:
-        k = min(eval_every, total - done)
-        t0 = time.perf_counter()
-        steps(k)
-        seconds += time.perf_counter() - t0
-        done += k
-        u0, loss = evaluate()
-        if (abs(u0 - target["u0"]) <= target["band"] * abs(target["u0"])
-                and loss < target["valid_loss_below"]):
-            return {"reached": True, "iterations": done, "seconds": seconds, "u0": u0,
-                    "valid_loss": loss, "preset_iterations": total}
-    return {"reached": False, "iterations": done, "seconds": seconds, "u0": u0,
-            "valid_loss": loss, "preset_iterations": total}
+    total = make_solver(name).config["train"]["iterations"]
+    cs = [c for c in start(ctx, args, name, kinds) if not c.error]
+    out = {c.kind: {"preset": name, "kind": c.kind, "reached": False, "iterations": 0,
+                    "seconds": 0.0, "u0": None, "valid_loss": None, "preset_iterations": total,
+                    "capped": False} for c in cs}
+    try:
+        live = list(cs)
+        while live:
+            for c in list(live):
+                r = out[c.kind]
+                k = min(eval_every, total - r["iterations"])
+                r["seconds"] += c.run(k)
+                r["iterations"] += k
+                r["u0"], r["valid_loss"] = c.evaluate()
+                r["reached"] = (abs(r["u0"] - target["u0"]) <= target["band"] * abs(target["u0"])
+                                and r["valid_loss"] < target["valid_loss_below"])
+                r["capped"] = not r["reached"] and r["seconds"] > args.target_cap
+                if r["reached"] or r["capped"] or r["iterations"] >= total:
+                    live.remove(c)
+    finally:
+        for c in cs:
+            c.close()
+    for r in out.values():
+        state = ("reached" if r["reached"] else
+                 f"NOT reached (stopped past --target-cap {args.target_cap:.0f} s)" if r["capped"]
+                 else "NOT reached")
+        print(f"  {name:>16} {r['kind']:>5}: {state} at iteration {r['iterations']} after "
+              f"{r['seconds']:.1f} s, u0 {r['u0']:.6f}, valid loss {r['valid_loss']:.3g}",
+              flush=True)
+    return list(out.values())
 
 
 # ---------------------------------------------------------------- main
@@ -530,7 +544,8 @@ def main(args) -> int:
         for name in args.presets:
             c = check_port(name)
             result["check"][name] = c
-            ok = c["loss_diff"] < 1e-10 and c["u0_grad_diff"] < 1e-8 and c["z0_grad_diff"] < 1e-8
+            ok = (c["loss_diff"] < 1e-10 and c["u0_grad_diff"] < 1e-8 and c["z0_grad_diff"] < 1e-8
+                  and c["max_grad_diff"] < 1e-8 * c["max_grad"])
             print(f"  {name:>16}: loss {c['loss']:.6g}, |diff| {c['loss_diff']:.1e}; "
                   f"u0 grad |diff| {c['u0_grad_diff']:.1e}, z0 grad {c['z0_grad_diff']:.1e}, "
                   f"every parameter {c['max_grad_diff']:.1e} (largest grad {c['max_grad']:.2g}) "
@@ -540,14 +555,14 @@ def main(args) -> int:
 
     print("time per training iteration (sample + forward + backward + Adam, batch 64):")
     ctx = mp.get_context("spawn")
+    kinds = ["numpy"] + (["torch"] if use_torch else [])
     rows = []
     for name in args.presets:
-        by = time_iterations(ctx, args, name, ["numpy"] + (["torch"] if use_torch else []))
-        if "torch" in by and by["torch"].error:
-            print(f"  (PyTorch skipped: {by['torch'].error})")
-            use_torch = False
+        by = time_iterations(ctx, args, name, kinds)
+        if "torch" not in by:
+            kinds = ["numpy"]
         iters = make_solver(name).config["train"]["iterations"]
-        n, t = median(by["numpy"]), median(by.get("torch")) if use_torch else None
+        n, t = median(by["numpy"]), median(by.get("torch"))
         rows.append({"preset": name, "numpy_s": n, "torch_s": t,
                      "torch_over_numpy": t / n if t else None, "iterations": iters,
                      "numpy_projected_s": iters * n, "torch_projected_s": iters * t if t else None,
@@ -560,17 +575,11 @@ def main(args) -> int:
     result["split"] = splits
 
     target_presets = ["bsde-hjb-d10"] + (["bsde-hjb", "bsde-allen-cahn"] if args.full else [])
-    print("time to target (train until an eval every 100 iterations meets the preset's target):",
-          flush=True)
+    print("time to target (train until an eval every 100 iterations meets the preset's target; "
+          "the contenders take turns in chunks of 100):", flush=True)
     targets = []
     for name in target_presets:
-        for kind in ["numpy"] + (["torch"] if use_torch else []):
-            r = to_target(name, kind, args.threads)
-            r.update(preset=name, kind=kind)
-            targets.append(r)
-            print(f"  {name:>16} {kind:>5}: {'reached' if r['reached'] else 'NOT reached'} at "
-                  f"iteration {r['iterations']} after {r['seconds']:.1f} s, u0 {r['u0']:.6f}, "
-                  f"valid loss {r['valid_loss']:.3g}", flush=True)
+        targets += to_target(ctx, args, name, kinds)
     result["to_target"] = targets
 
     def ms(v):
@@ -606,7 +615,7 @@ def main(args) -> int:
     head = f"{'preset':<17}{'kind':>7}{'reached':>9}{'iteration':>11}{'seconds':>9}{'u0':>11}{'valid loss':>12}"
     print(head + "\n" + "-" * len(head))
     for r in targets:
-        print(f"{r['preset']:<17}{r['kind']:>7}{'yes' if r['reached'] else 'no':>9}"
+        print(f"{r['preset']:<17}{r['kind']:>7}{'yes' if r['reached'] else 'capped' if r['capped'] else 'no':>9}"
               f"{r['iterations']:>11,}{r['seconds']:>9.1f}{r['u0']:>11.6f}{r['valid_loss']:>12.3g}")
     by_kind = {(r["preset"], r["kind"]): r for r in targets}
     for name in target_presets:
