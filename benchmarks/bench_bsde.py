@@ -11,7 +11,8 @@ of the same network and recursion, in one run.
    paths gives the same loss (to 1e-10) and the same gradients of u0, z0 and every subnet
    parameter (u0 and z0 to 1e-8).
 2. Time per training iteration (sample + forward + backward + Adam, batch 64) of each preset,
-   NumPy (``BsdeSolver``'s net and Adam) and PyTorch (``TorchPort`` + ``torch.optim.Adam``),
+   NumPy (``BsdeSolver``'s net and Adam) and PyTorch (``TorchPort`` + ``torch.optim.Adam``, as
+   it comes and with ``fused=True``),
    each in its own worker process, interleaved repetitions, median. Both draw their paths with
    the engine's ``Equation.sample`` (NumPy, as the reference TensorFlow code does). Ratio
    torch/numpy: above 1 means NumPy is ahead. The projected full run (the preset's iterations
@@ -68,6 +69,8 @@ def parse_args(argv=None):
                                                      "after this many training seconds "
                                                      "(default 120, --full 1800)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch port")
+    ap.add_argument("--no-fused", action="store_true",
+                    help="skip the PyTorch contender with Adam(fused=True)")
     ap.add_argument("--default-malloc", action="store_true",
                     help="leave glibc's allocator as it starts (see benchmarks/README.md)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -263,23 +266,25 @@ def check_port(name: str, warm_steps: int = 3, batch: int = 64, seed: int = 5) -
 class Trainer:
     """One contender's training state: ``steps(k)`` runs k iterations (sample + forward +
     backward + Adam), ``evaluate()`` gives ``(u0, validation loss)`` on the preset's fixed
-    validation set. ``kind`` is ``numpy`` (the engine's ``BsdeSolver`` net and Adam) or
-    ``torch`` (``TorchPort`` from the same initial weights, ``torch.optim.Adam``); both draw
-    the same training paths with the engine's ``Equation.sample``."""
+    validation set. ``kind`` is ``numpy`` (the engine's ``BsdeSolver`` net and Adam),
+    ``torch`` (``TorchPort`` from the same initial weights, ``torch.optim.Adam`` as it comes)
+    or ``torch-fused`` (the same with ``Adam(fused=True)``, PyTorch's fastest CPU Adam); all
+    draw the same training paths with the engine's ``Equation.sample``."""
 
     def __init__(self, kind: str, name: str, threads: int):
         import numpy as np
         self.kind, self.solver = kind, make_solver(name)
         tr = self.solver.config["train"]
         self.rng = np.random.default_rng([tr["seed"], 1])
-        if kind == "torch":
+        if kind in ("torch", "torch-fused"):
             import torch
             torch.set_num_threads(threads)
             self.torch = torch
             self.port = TorchPort(self.solver.eq, self.solver.config["y_init_range"])
             self.port.load_from(self.solver.net)
             self.port.train(True)
-            self.topt = torch.optim.Adam(self.port.parameters(), lr=tr["lr"], eps=1e-8)
+            self.topt = torch.optim.Adam(self.port.parameters(), lr=tr["lr"], eps=1e-8,
+                                         **({"fused": True} if kind == "torch-fused" else {}))
             self.valid = [torch.from_numpy(a) for a in self.solver.valid]
         elif kind != "numpy":
             raise ValueError(kind)
@@ -368,7 +373,7 @@ def start(ctx, args, name: str, kinds: list[str]) -> list[Contender]:
     cs = [Contender(ctx, k, name, args.threads, not args.default_malloc) for k in kinds]
     for c in cs:
         if not c.wait_ready():
-            if c.kind != "torch":
+            if not c.kind.startswith("torch"):
                 raise RuntimeError(f"{c.kind} failed: {c.error}")
             print(f"  (PyTorch skipped: {c.error})")
     return cs
@@ -555,16 +560,17 @@ def main(args) -> int:
 
     print("time per training iteration (sample + forward + backward + Adam, batch 64):")
     ctx = mp.get_context("spawn")
-    kinds = ["numpy"] + (["torch"] if use_torch else [])
+    kinds = ["numpy"] + (["torch"] if use_torch else []) + (
+        ["torch-fused"] if use_torch and not args.no_fused else [])
     rows = []
     for name in args.presets:
         by = time_iterations(ctx, args, name, kinds)
-        if "torch" not in by:
-            kinds = ["numpy"]
+        kinds = [k for k in kinds if k in by]
         iters = make_solver(name).config["train"]["iterations"]
-        n, t = median(by["numpy"]), median(by.get("torch"))
-        rows.append({"preset": name, "numpy_s": n, "torch_s": t,
-                     "torch_over_numpy": t / n if t else None, "iterations": iters,
+        n, t, tf = median(by["numpy"]), median(by.get("torch")), median(by.get("torch-fused"))
+        rows.append({"preset": name, "numpy_s": n, "torch_s": t, "torch_fused_s": tf,
+                     "torch_over_numpy": t / n if t else None,
+                     "torch_fused_over_numpy": tf / n if tf else None, "iterations": iters,
                      "numpy_projected_s": iters * n, "torch_projected_s": iters * t if t else None,
                      "paper_s": PAPER_SECONDS.get(name),
                      "times": {k: c.times for k, c in by.items()}})
@@ -579,7 +585,7 @@ def main(args) -> int:
           "the contenders take turns in chunks of 100):", flush=True)
     targets = []
     for name in target_presets:
-        targets += to_target(ctx, args, name, kinds)
+        targets += to_target(ctx, args, name, [k for k in kinds if k != "torch-fused"])
     result["to_target"] = targets
 
     def ms(v):
@@ -588,15 +594,19 @@ def main(args) -> int:
     def sec(v):
         return "-" if v is None else f"{v:,.0f}"
     print()
-    head = (f"{'preset':<17}{'numpy ms':>10}{'torch ms':>10}{'torch/numpy':>13}{'iterations':>12}"
-            f"{'numpy run s':>13}{'torch run s':>13}{'paper s':>9}")
-    print("time per training iteration (projected run = iterations x median)\n" + head + "\n"
-          + "-" * len(head))
+    head = (f"{'preset':<17}{'numpy ms':>10}{'torch ms':>10}{'torch/numpy':>13}{'fused ms':>10}"
+            f"{'fused/numpy':>13}{'iterations':>12}{'numpy run s':>13}{'torch run s':>13}"
+            f"{'paper s':>9}")
+    print("time per training iteration (fused: torch with Adam(fused=True); projected run = "
+          "iterations x median)\n" + head + "\n" + "-" * len(head))
     for r in rows:
-        ratio = "-" if r["torch_over_numpy"] is None else f"{r['torch_over_numpy']:.2f}x"
-        print(f"{r['preset']:<17}{ms(r['numpy_s']):>10}{ms(r['torch_s']):>10}{ratio:>13}"
-              f"{r['iterations']:>12,}{sec(r['numpy_projected_s']):>13}"
-              f"{sec(r['torch_projected_s']):>13}{sec(r['paper_s']):>9}")
+        def ratio(v):
+            return "-" if v is None else f"{v:.2f}x"
+        print(f"{r['preset']:<17}{ms(r['numpy_s']):>10}{ms(r['torch_s']):>10}"
+              f"{ratio(r['torch_over_numpy']):>13}{ms(r['torch_fused_s']):>10}"
+              f"{ratio(r['torch_fused_over_numpy']):>13}{r['iterations']:>12,}"
+              f"{sec(r['numpy_projected_s']):>13}{sec(r['torch_projected_s']):>13}"
+              f"{sec(r['paper_s']):>9}")
     print("\nNumPy iteration by part, ms (share of the instrumented total)")
     head = f"{'part':<20}" + "".join(f"{n:>22}" for n in args.presets)
     print(head + "\n" + "-" * len(head))
