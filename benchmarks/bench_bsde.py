@@ -2,7 +2,7 @@
 of the same network and recursion, in one run.
 
     python -m benchmarks.bench_bsde            # about 3 minutes on an idle machine
-    python -m benchmarks.bench_bsde --quick    # about a minute
+    python -m benchmarks.bench_bsde --quick    # a minute or two
     python -m benchmarks.bench_bsde --full     # also trains bsde-hjb and bsde-allen-cahn to
                                                # their targets, NumPy and PyTorch (many minutes)
 
