@@ -14,14 +14,18 @@ of the same network and recursion, in one run.
    NumPy (``BsdeSolver``'s net and Adam) and PyTorch (``TorchPort`` + ``torch.optim.Adam``, as
    it comes and with ``fused=True``),
    each in its own worker process, interleaved repetitions, median. Both draw their paths with
-   the engine's ``Equation.sample`` (NumPy, as the reference TensorFlow code does). Ratio
-   torch/numpy: above 1 means NumPy is ahead. The projected full run (the preset's iterations
+   the engine's ``Equation.sample`` (NumPy, as the reference TensorFlow code does). Where the
+   engine stacks the N - 1 subnets into batched products (``GlobalNetwork(batched=True)``,
+   its default), a fourth contender ``numpy-loop`` runs the same net with ``batched=False``
+   (each subnet in turn, as the reference code does). Ratio x/numpy: above 1 means the
+   engine as it comes is ahead. The projected full run (the preset's iterations
    x the median) stands next to the paper's runtimes (TensorFlow, laptop CPU).
 3. Where a NumPy iteration goes: sampling, zero_grad, the subnets' forward, the recursion
    (f, g, the sums, the loss), the subnets' backward, the recursion's backward, Adam; timed
    with ``time.perf_counter`` around the engine's own calls (its subnets' ``forward`` and
-   ``backward``, ``Equation.f``/``g`` and ``GlobalNetwork.forward`` are wrapped on the
-   instance; nothing in engine/ changes).
+   ``backward``, or the stacked layers' when batched, ``Equation.f``/``g`` and
+   ``GlobalNetwork.forward`` are wrapped on the instance; nothing in engine/ changes); for
+   both the batched and the loop net where the engine has both.
 4. Time to target: ``bsde-hjb-d10`` trained until an eval (every 100 iterations, on the
    preset's fixed validation set) meets the preset's target, NumPy and PyTorch from the same
    initial weights and the same paths, in their workers, taking turns in chunks of 100
@@ -182,25 +186,57 @@ class TorchPort:
     def train(self, mode: bool = True) -> None:
         self.subnets.train(mode)
 
+    def pairs(self, net) -> list[tuple]:
+        """``[(engine Param, torch parameter, g), ...]`` for every torch parameter: ``g`` is
+        None for an engine array that is the torch one's (transposed for a Dense kernel), or
+        the time step whose slice of a stacked engine array it is (a batched net stacks the
+        N - 1 subnets' parameters along a first axis: kernel ``(N - 1, in, out)``, gamma
+        ``(N - 1, 1, C)``)."""
+        ours = list(net.params)
+        subs = [list(m.parameters()) for m in self.subnets]
+        per = len(subs[0]) if subs else 0
+        out = [(ours[0], self.u0, None), (ours[1], self.z0, None)]
+        if getattr(net, "layers", None) is not None:          # stacked subnets
+            if len(ours) - 2 != per:
+                raise ValueError(f"the engine net has {len(ours) - 2} stacked subnet "
+                                 f"parameters, a port subnet {per}")
+            out += [(p, subs[g][k], g) for k, p in enumerate(ours[2:]) for g in range(len(subs))]
+        else:
+            if len(ours) - 2 != per * len(subs):
+                raise ValueError(f"the engine net has {len(ours)} parameters, the port "
+                                 f"{2 + per * len(subs)}")
+            out += list(zip(ours[2:], [q for sub in subs for q in sub], [None] * len(ours)))
+        return out
+
+    @staticmethod
+    def engine_view(arr, g, shape):
+        """The engine array (or its slice ``g``) in the torch parameter's layout."""
+        v = arr if g is None else arr[g]
+        v = v.T if len(shape) == 2 else v.reshape(-1)
+        if tuple(v.shape) != tuple(shape):
+            raise ValueError(f"engine {arr.shape} (slice {g}) does not fit the port's {tuple(shape)}")
+        return v
+
     def load_from(self, net) -> None:
         """Copy the engine net's parameters (Dense kernels ``(in, out)`` transposed to
         Linear's ``(out, in)``) and its batchnorm running statistics."""
+        import numpy as np
         import torch
-        ours, theirs = list(net.params), self.parameters()
-        if len(ours) != len(theirs):
-            raise ValueError(f"the engine net has {len(ours)} parameters, the port {len(theirs)}")
         with torch.no_grad():
-            for p, q in zip(ours, theirs):
-                v = p.value.T if p.value.ndim == 2 else p.value
-                if tuple(v.shape) != tuple(q.shape):
-                    raise ValueError(f"{p.name}: engine {p.value.shape}, port {tuple(q.shape)}")
-                q.copy_(torch.from_numpy(v))
-            bns = [m for m in self.subnets.modules() if isinstance(m, torch.nn.BatchNorm1d)]
-            ebn = [la for m in getattr(net, "subnets", []) for la in getattr(m, "layers", [])
-                   if hasattr(la, "running_mean")]
-            for m, la in zip(bns, ebn if len(ebn) == len(bns) else []):
-                m.running_mean.copy_(torch.from_numpy(la.running_mean))
-                m.running_var.copy_(torch.from_numpy(la.running_var))
+            for p, q, g in self.pairs(net):
+                q.copy_(torch.from_numpy(np.ascontiguousarray(self.engine_view(p.value, g, q.shape))))
+            bns = [[m for m in sub if isinstance(m, torch.nn.BatchNorm1d)] for sub in self.subnets]
+            if getattr(net, "layers", None) is not None:
+                ebn = [la for la in net.layers if hasattr(la, "running_mean")]
+                stats = [[(la.running_mean[g], la.running_var[g]) for la in ebn]
+                         for g in range(len(bns))]
+            else:
+                stats = [[(la.running_mean, la.running_var) for la in m.layers
+                          if hasattr(la, "running_mean")] for m in getattr(net, "subnets", [])]
+            for mods, st in zip(bns, stats):
+                for m, (mean, var) in zip(mods, st):
+                    m.running_mean.copy_(torch.from_numpy(np.ravel(mean)))
+                    m.running_var.copy_(torch.from_numpy(np.ravel(var)))
 
     def loss(self, dw, x):
         import torch
@@ -227,6 +263,29 @@ def engine_steps(solver, k: int, rng) -> None:
         solver.opt.step()
 
 
+def can_unbatch() -> bool:
+    """True if the engine's ``GlobalNetwork`` stacks its subnets and can be told not to."""
+    import inspect
+
+    from engine.bsde import GlobalNetwork
+    return "batched" in inspect.signature(GlobalNetwork).parameters
+
+
+def unbatched(solver) -> None:
+    """Give ``solver`` the same network (same seed, same weights) with its subnets called one
+    after the other inside the recursion (``batched=False``), and a fresh Adam over it."""
+    from engine.bsde import GlobalNetwork
+    from engine.optim import Adam
+    cfg = solver.config
+    solver.net = GlobalNetwork(solver.eq, cfg["subnet"], cfg["y_init_range"],
+                               cfg["train"]["seed"], batched=False)
+    solver.opt = Adam(solver.net.params, lr=cfg["train"]["lr"], eps=1e-8)
+    if hasattr(solver, "optimizer"):
+        solver.optimizer = solver.opt
+    if hasattr(solver, "model"):
+        solver.model = solver.net
+
+
 def check_port(name: str, warm_steps: int = 3, batch: int = 64, seed: int = 5) -> dict:
     """Loss and gradients of the engine net and the port with the same weights, same paths.
 
@@ -248,11 +307,10 @@ def check_port(name: str, warm_steps: int = 3, batch: int = 64, seed: int = 5) -
     tloss = port.loss(torch.from_numpy(dw), torch.from_numpy(x))
     tloss.backward()
     diff = big = 0.0
-    for p, q in zip(solver.net.params, port.parameters()):
-        g = q.grad.numpy()
-        g = g.T if g.ndim == 2 else g
-        diff = max(diff, float(np.max(np.abs(p.grad - g))))
-        big = max(big, float(np.max(np.abs(p.grad))))
+    for p, q, g in port.pairs(solver.net):
+        ours = port.engine_view(p.grad, g, q.shape)
+        diff = max(diff, float(np.max(np.abs(ours - q.grad.numpy()))))
+        big = max(big, float(np.max(np.abs(ours))))
     return {"loss": loss, "loss_diff": abs(loss - tloss.item()),
             "u0_grad_diff": float(np.max(np.abs(solver.net.params[0].grad - port.u0.grad.numpy()))),
             "z0_grad_diff": float(np.max(np.abs(solver.net.params[1].grad - port.z0.grad.numpy()))),
@@ -276,7 +334,10 @@ class Trainer:
         self.kind, self.solver = kind, make_solver(name)
         tr = self.solver.config["train"]
         self.rng = np.random.default_rng([tr["seed"], 1])
-        if kind in ("torch", "torch-fused"):
+        self.step = 0
+        if kind == "numpy-loop":
+            unbatched(self.solver)
+        elif kind in ("torch", "torch-fused"):
             import torch
             torch.set_num_threads(threads)
             self.torch = torch
@@ -289,12 +350,24 @@ class Trainer:
         elif kind != "numpy":
             raise ValueError(kind)
 
+    def lr(self) -> float:
+        """The preset's learning rate for the next iteration (its piecewise constant schedule
+        where the engine has one)."""
+        at = getattr(self.solver, "lr_at", None)
+        return at(self.step) if at else self.solver.config["train"]["lr"]
+
     def steps(self, k: int) -> None:
-        if self.kind == "numpy":
-            engine_steps(self.solver, k, self.rng)
+        if self.kind.startswith("numpy"):
+            for _ in range(k):
+                self.solver.opt.lr = self.lr()
+                engine_steps(self.solver, 1, self.rng)
+                self.step += 1
             return
         eq, b = self.solver.eq, self.solver.config["train"]["batch_size"]
         for _ in range(k):
+            for group in self.topt.param_groups:
+                group["lr"] = self.lr()
+            self.step += 1
             dw, x = eq.sample(b, self.rng)
             self.topt.zero_grad(set_to_none=True)
             loss = self.port.loss(self.torch.from_numpy(dw), self.torch.from_numpy(x))
@@ -302,8 +375,9 @@ class Trainer:
             self.topt.step()
 
     def evaluate(self) -> tuple[float, float]:
-        if self.kind == "numpy":
+        if self.kind.startswith("numpy"):
             ev = self.solver.evaluate()
+            ev = ev if isinstance(ev, dict) else vars(ev)   # a dict, or an event dataclass
             return ev["u0"], ev["valid_loss"]
         self.port.train(False)
         with self.torch.no_grad():
@@ -419,11 +493,14 @@ SPLIT_PARTS = ("sample", "zero_grad", "subnets forward", "recursion forward",
                "subnets backward", "recursion backward", "adam")
 
 
-def split_numpy(name: str, iterations: int, warm: int = 5) -> dict:
+def split_numpy(name: str, iterations: int, warm: int = 5, loop: bool = False) -> dict:
     """Median seconds per part of a NumPy iteration (``SPLIT_PARTS``, plus ``f + g`` within the
-    recursion forward, the instrumented ``total`` and an uninstrumented ``plain`` median)."""
+    recursion forward, the instrumented ``total`` and an uninstrumented ``plain`` median);
+    ``loop``: the subnets called one after the other (``batched=False``)."""
     import numpy as np
     solver = make_solver(name)
+    if loop:
+        unbatched(solver)
     net, eq, opt = solver.net, solver.eq, solver.opt
     b = solver.config["train"]["batch_size"]
     rng = np.random.default_rng([0, 1])
@@ -442,7 +519,9 @@ def split_numpy(name: str, iterations: int, warm: int = 5) -> dict:
             acc[key] += time.perf_counter() - t0
             return out
         return wrapped
-    for m in getattr(net, "subnets", []):
+    stacked = getattr(net, "layers", None)
+    # the stacked layers when batched (called once per iteration each), else every subnet
+    for m in stacked if stacked is not None else getattr(net, "subnets", []):
         m.forward = timed("subnets forward", m.forward)
         m.backward = timed("subnets backward", m.backward)
     eq.f = timed("f + g", eq.f)
@@ -472,7 +551,7 @@ def split_numpy(name: str, iterations: int, warm: int = 5) -> dict:
             rows[k].append(v)
     out = {k: statistics.median(v) for k, v in rows.items()}
     out["plain"] = statistics.median(plain)
-    out["subnets_seen"] = bool(getattr(net, "subnets", None)) and rows["subnets forward"][0] > 0
+    out["subnets_seen"] = rows["subnets forward"][0] > 0
     return out
 
 
@@ -560,24 +639,27 @@ def main(args) -> int:
 
     print("time per training iteration (sample + forward + backward + Adam, batch 64):")
     ctx = mp.get_context("spawn")
-    kinds = ["numpy"] + (["torch"] if use_torch else []) + (
+    loop = can_unbatch()
+    kinds = ["numpy"] + (["numpy-loop"] if loop else []) + (["torch"] if use_torch else []) + (
         ["torch-fused"] if use_torch and not args.no_fused else [])
     rows = []
     for name in args.presets:
         by = time_iterations(ctx, args, name, kinds)
         kinds = [k for k in kinds if k in by]
         iters = make_solver(name).config["train"]["iterations"]
-        n, t, tf = median(by["numpy"]), median(by.get("torch")), median(by.get("torch-fused"))
-        rows.append({"preset": name, "numpy_s": n, "torch_s": t, "torch_fused_s": tf,
-                     "torch_over_numpy": t / n if t else None,
-                     "torch_fused_over_numpy": tf / n if tf else None, "iterations": iters,
-                     "numpy_projected_s": iters * n, "torch_projected_s": iters * t if t else None,
+        med = {k: median(c) for k, c in by.items()}
+        rows.append({"preset": name, "seconds": med,
+                     "over_numpy": {k: v / med["numpy"] for k, v in med.items()},
+                     "iterations": iters, "projected_s": {k: iters * v for k, v in med.items()},
                      "paper_s": PAPER_SECONDS.get(name),
                      "times": {k: c.times for k, c in by.items()}})
     result["iterations"] = rows
 
     print("where a NumPy iteration goes (instrumented, median per part):", flush=True)
     splits = {name: split_numpy(name, args.split_iterations) for name in args.presets}
+    if loop:
+        splits.update({f"{name} (loop)": split_numpy(name, args.split_iterations, loop=True)
+                       for name in args.presets})
     result["split"] = splits
 
     target_presets = ["bsde-hjb-d10"] + (["bsde-hjb", "bsde-allen-cahn"] if args.full else [])
@@ -585,7 +667,7 @@ def main(args) -> int:
           "the contenders take turns in chunks of 100):", flush=True)
     targets = []
     for name in target_presets:
-        targets += to_target(ctx, args, name, [k for k in kinds if k != "torch-fused"])
+        targets += to_target(ctx, args, name, [k for k in kinds if k in ("numpy", "torch")])
     result["to_target"] = targets
 
     def ms(v):
@@ -593,34 +675,40 @@ def main(args) -> int:
 
     def sec(v):
         return "-" if v is None else f"{v:,.0f}"
+
+    def ratio(v):
+        return "-" if v is None else f"{v:.2f}x"
     print()
-    head = (f"{'preset':<17}{'numpy ms':>10}{'torch ms':>10}{'torch/numpy':>13}{'fused ms':>10}"
-            f"{'fused/numpy':>13}{'iterations':>12}{'numpy run s':>13}{'torch run s':>13}"
-            f"{'paper s':>9}")
-    print("time per training iteration (fused: torch with Adam(fused=True); projected run = "
-          "iterations x median)\n" + head + "\n" + "-" * len(head))
+    others = [k for k in kinds if k != "numpy"]
+    short = {"numpy-loop": "loop", "torch-fused": "fused", "numpy": "numpy", "torch": "torch"}
+    head = (f"{'preset':<17}{'numpy ms':>9}" + "".join(
+        f"{short[k] + ' ms':>10}{short[k] + '/numpy':>13}" for k in others)
+        + f"{'iterations':>11}" + "".join(f"{short[k] + ' run s':>13}" for k in kinds
+                                          if k in ("numpy", "torch")) + f"{'paper s':>9}")
+    print("time per training iteration (numpy: the engine as it comes" +
+          ("; loop: its subnets one after the other, batched=False" if loop else "") +
+          "; fused: torch with Adam(fused=True);\nrun s = iterations x median)\n"
+          + head + "\n" + "-" * len(head))
     for r in rows:
-        def ratio(v):
-            return "-" if v is None else f"{v:.2f}x"
-        print(f"{r['preset']:<17}{ms(r['numpy_s']):>10}{ms(r['torch_s']):>10}"
-              f"{ratio(r['torch_over_numpy']):>13}{ms(r['torch_fused_s']):>10}"
-              f"{ratio(r['torch_fused_over_numpy']):>13}{r['iterations']:>12,}"
-              f"{sec(r['numpy_projected_s']):>13}{sec(r['torch_projected_s']):>13}"
-              f"{sec(r['paper_s']):>9}")
+        print(f"{r['preset']:<17}{ms(r['seconds']['numpy']):>9}" + "".join(
+            f"{ms(r['seconds'].get(k)):>10}{ratio(r['over_numpy'].get(k)):>13}" for k in others)
+            + f"{r['iterations']:>11,}" + "".join(
+            f"{sec(r['projected_s'].get(k)):>13}" for k in kinds if k in ("numpy", "torch"))
+            + f"{sec(r['paper_s']):>9}")
     print("\nNumPy iteration by part, ms (share of the instrumented total)")
-    head = f"{'part':<20}" + "".join(f"{n:>22}" for n in args.presets)
+    head = f"{'part':<20}" + "".join(f"{n:>24}" for n in splits)
     print(head + "\n" + "-" * len(head))
     for part in (*SPLIT_PARTS, "f + g", "total", "plain"):
         cells = []
-        for n in args.presets:
+        for n in splits:
             s = splits[n]
             share = f" ({100 * s[part] / s['total']:.0f}%)" if part not in ("total", "plain") else ""
             cells.append(f"{1e3 * s[part]:.2f}{share}")
         label = {"f + g": "  of which f, g", "plain": "uninstrumented"}.get(part, part)
-        print(f"{label:<20}" + "".join(f"{c:>22}" for c in cells))
+        print(f"{label:<20}" + "".join(f"{c:>24}" for c in cells))
     if not all(s["subnets_seen"] for s in splits.values()):
-        print("(the engine no longer calls each subnet's forward/backward: their time is in "
-              "the recursion's rows)")
+        print("(a column whose subnet rows are 0: the engine calls its subnets some other way; "
+              "their time is in the recursion's rows)")
     print("\ntime to target (training iterations only)")
     head = f"{'preset':<17}{'kind':>7}{'reached':>9}{'iteration':>11}{'seconds':>9}{'u0':>11}{'valid loss':>12}"
     print(head + "\n" + "-" * len(head))
