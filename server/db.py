@@ -50,7 +50,9 @@ CREATE TABLE IF NOT EXISTS runs (
     params TEXT,
     parent_id TEXT,
     fork_step INTEGER,
-    "where" TEXT
+    "where" TEXT,
+    notes TEXT,
+    tags TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
@@ -91,11 +93,13 @@ CREATE TABLE IF NOT EXISTS sweep_events (
 """
 #: columns added after version 1: (name, SQL type); NULL for rows written before
 ADDED_RUN_COLUMNS = (("sweep_id", "TEXT"), ("trial", "INTEGER"), ("params", "TEXT"),
-                     ("parent_id", "TEXT"), ("fork_step", "INTEGER"), ("where", "TEXT"))
-JSON_FIELDS = ("config", "summary", "latest", "final", "params")
+                     ("parent_id", "TEXT"), ("fork_step", "INTEGER"), ("where", "TEXT"),
+                     ("notes", "TEXT"), ("tags", "TEXT"))
+JSON_FIELDS = ("config", "summary", "latest", "final", "params", "tags")
 RUN_FIELDS = ("id", "name", "preset", "status", "error", "config", "summary", "created_at",
               "started_at", "finished_at", "last_seq", "latest", "final", "best_test_accuracy",
-              "weights_step", "sweep_id", "trial", "params", "parent_id", "fork_step", "where")
+              "weights_step", "sweep_id", "trial", "params", "parent_id", "fork_step", "where",
+              "notes", "tags")
 SWEEP_FIELDS = ("id", "name", "status", "error", "spec", "budget", "created_at", "finished_at",
                 "last_seq")
 

@@ -108,6 +108,8 @@ class Run:
     parent_id: str | None = None          # a fork: the run and the step it started from
     fork_step: int | None = None
     where: str | None = "local"           # "local" (the server's pool) or "dask"
+    notes: str | None = None              # the person's own words about the run, and tags
+    tags: list | None = None
     # not stored
     start: dict | None = field(default=None, repr=False)   # the worker's start (continue/fork)
     start_paused: bool = False
@@ -121,7 +123,8 @@ class Run:
         return {k: getattr(self, k) for k in (
             "id", "name", "preset", "status", "error", "config", "summary", "created_at",
             "started_at", "finished_at", "last_seq", "latest", "final", "best_test_accuracy",
-            "weights_step", "sweep_id", "trial", "params", "parent_id", "fork_step", "where")}
+            "weights_step", "sweep_id", "trial", "params", "parent_id", "fork_step", "where",
+            "notes", "tags")}
 
 
 class RunManager:
@@ -454,6 +457,23 @@ class RunManager:
             raise RunConflict(run.id, f"run {run.id} is {run.status}; Step is for a paused run "
                                       "(pause it first)")
         self.pool_of(run).send(run.id, {"cmd": "step", "steps": steps})
+        return run
+
+    def set_notes(self, run: Run, notes: str | None, tags: list | None) -> Run:
+        """Replace the run's notes and/or tags (any state); stored at once, then on the feed."""
+        if self.store.read_only:
+            raise StorageUnavailable(f"notes cannot be saved: {self.store.read_only}")
+        fields = {}
+        if notes is not None:
+            run.notes = fields["notes"] = notes
+        if tags is not None:
+            run.tags = fields["tags"] = tags
+        elog = self.logs[run.id]
+        elog.update(fields)
+        if not elog.write():
+            raise StorageUnavailable(f"the notes could not be saved: {elog.failed}")
+        self._feed("run_updated", run)
+        run.changed.set()
         return run
 
     def set_hparams(self, run: Run, changes: dict) -> Run:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from engine.datasets import dataset_names
 from engine.fields import Field as EngineField
@@ -274,6 +274,29 @@ class HparamsPatch(Strict):
     weight_decay: float | None = None
 
 
+def _tag(v: str) -> str:
+    v = v.strip()
+    if not v or len(v) > 40 or not v.isprintable():
+        raise ValueError("a tag is 1 to 40 printable characters")
+    return v
+
+
+class NotesBody(Strict):
+    """A run's notes (free text) and/or tags (short labels); each replaces what was there."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra=not_null)
+    notes: str | None = Field(None, max_length=5000, description="free text, <= 5,000 chars")
+    tags: list[Annotated[str, AfterValidator(_tag)]] | None = Field(
+        None, max_length=20, description="<= 20 tags of 1-40 printable characters")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if self.notes is None and self.tags is None:
+            raise ValueError("give notes, tags or both")
+        if self.tags is not None and len({t.lower() for t in self.tags}) != len(self.tags):
+            raise ValueError("tags: each tag once")
+        return self
+
+
 class ForkBody(Strict):
     """A new run from the parent's checkpoint at ``step`` with changed training settings."""
     model_config = ConfigDict(extra="forbid", json_schema_extra=not_null)
@@ -363,6 +386,8 @@ class RunOut(BaseModel):
     fork_step: int | None = Field(None, description="a fork: the parent's step it started from")
     where: str | None = Field("local", description="local: the server's worker pool; dask: the "
                                                    "Dask cluster of serve --dask")
+    notes: str | None = Field(None, description="the person's notes (POST .../notes)")
+    tags: list[str] | None = Field(None, description="the person's tags (POST .../notes)")
 
 
 class RunList(BaseModel):

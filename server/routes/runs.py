@@ -12,8 +12,8 @@ from engine import (BSDE_PRESETS, PRESETS, SpecError, apply_overrides, get_prese
 from ..deps import ManagerDep, RunDep
 from ..errors import ApiError
 from ..checkpoints import listing, nearest, path_for
-from ..schemas import (CheckpointList, ForkBody, HparamsPatch, RunCreate, RunList, RunOut,
-                       StepBody, TempoBody, errors)
+from ..schemas import (CheckpointList, ForkBody, HparamsPatch, NotesBody, RunCreate, RunList,
+                       RunOut, StepBody, TempoBody, errors)
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 NOT_LIVE = "the run is not running or paused"
@@ -140,6 +140,12 @@ async def resume_run(run: RunDep, manager: ManagerDep):
 async def patch_run(body: HparamsPatch, run: RunDep, manager: ManagerDep):
     changes = body.model_dump(exclude_none=True)
     return manager.set_hparams(run, changes).row()
+
+
+@router.post("/{run_id}/notes", response_model=RunOut, responses=errors(403, 404, 413, 422, 503),
+             summary="Set the run's notes and/or tags (in any state)")
+async def set_notes(body: NotesBody, run: RunDep, manager: ManagerDep):
+    return manager.set_notes(run, body.notes, body.tags).row()
 
 
 # ---------------------------------------------------------------- tempo and step

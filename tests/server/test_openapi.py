@@ -12,7 +12,7 @@ BODY_OPS = [("post", "/api/runs"), ("patch", RUN), ("post", "/api/models/validat
             ("post", RUN + "/predict"), ("post", RUN + "/weights"), ("post", "/api/gradcheck"),
             ("post", "/api/sweeps"), ("post", "/api/sweeps/{sweep_id}/extend"),
             ("post", RUN + "/fork"), ("post", RUN + "/tempo"), ("post", RUN + "/step"),
-            ("post", RUN + "/inspect")]
+            ("post", RUN + "/inspect"), ("post", RUN + "/notes")]
 CONFLICTS = [("patch", RUN), ("post", RUN + "/pause"), ("post", RUN + "/resume"),
              ("post", RUN + "/weights"), ("post", "/api/gradcheck"), ("post", RUN + "/predict"),
              ("post", RUN + "/continue"), ("post", RUN + "/tempo"), ("post", RUN + "/step"),
