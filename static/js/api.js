@@ -56,6 +56,7 @@ export const api = {
   command: (id, what) => request("POST", `/api/runs/${id}/${what}`, what === "step" ? { steps: 1 } : undefined),
   checkpoints: (id) => request("GET", `/api/runs/${id}/checkpoints`),
   fork: (id, body) => request("POST", `/api/runs/${id}/fork`, body),
+  notes: (id, body) => request("POST", `/api/runs/${id}/notes`, body),
   tempo: (id, stepsPerSecond) => request("POST", `/api/runs/${id}/tempo`, { steps_per_second: stepsPerSecond }),
   patch: (id, body) => request("PATCH", `/api/runs/${id}`, body),
   health: () => request("GET", "/api/health"),

@@ -100,6 +100,17 @@ class App {
     $(".timelapse-card").before(this.bsdeCard);
     this.bsdePanel = new BsdePanel(bsdeBody);
     this.bsdeGrad = new GradCheck(this.bsdeGradEl, { getBody: () => ({ run_id: this.watched }) });
+    // the watched run's notes and tags (the person's own; POST /api/runs/{id}/notes)
+    this.notesText = h("textarea", { id: "run-notes", rows: 3, maxlength: 5000, placeholder: "What you tried, what you saw" });
+    this.tagsInput = h("input", { id: "run-tags", type: "text", placeholder: "baseline, lr-sweep", "aria-describedby": "run-tags-hint" });
+    this.notesMsg = h("span", { class: "small muted", "aria-live": "polite" });
+    this.notesBox = h("details", { class: "notes", id: "notes-box", hidden: true },
+      h("summary", {}, "Notes and tags"),
+      h("div", { class: "field" }, h("label", { for: "run-notes" }, "Run notes"), this.notesText),
+      h("div", { class: "field" }, h("label", { for: "run-tags" }, "Tags"), this.tagsInput,
+        h("span", { class: "hint small", id: "run-tags-hint" }, "comma-separated; search the run list with #tag")),
+      h("button", { type: "button", onclick: () => this.saveNotes() }, "Save notes"), this.notesMsg);
+    $("#run-info").after(this.notesBox);
     this.bsdeFormEl = h("div", { id: "bsde-fields", hidden: true });
     $("#hparams").before(this.bsdeFormEl);
     this.bsdeForm = new BsdeForm(this.bsdeFormEl, { onChange: () => this.designChanged() });
@@ -721,6 +732,7 @@ class App {
     this.banner.update(s);
     this.wreckBanner.update(s);
     this.drawHeader(s);
+    this.syncNotes(s);
     t("bar");
     const bsde = !!s && isBsde(s.config);
     if (bsde !== this.showingBsde) {
@@ -787,6 +799,41 @@ class App {
     clearTimeout((this.throttleTimers ||= {})[key]);
     this.throttleTimers[key] = setTimeout(() => this.frame.request(), ms - (now - last) + 1);
     return false;
+  }
+
+  /** Fill the notes form from the watched run (unless the person is editing it). */
+  syncNotes(s) {
+    const run = s ? this.runs.get(s.runId) : null;
+    this.notesBox.hidden = !run;
+    if (!run) return;
+    const key = `${run.id}|${run.notes || ""}|${(run.tags || []).join(",")}`;
+    if (key === this.notesKey) return;
+    const editing = document.activeElement === this.notesText || document.activeElement === this.tagsInput;
+    if (editing && this.notesRun === run.id) return;
+    this.notesKey = key;
+    if (this.notesRun !== run.id) this.notesMsg.textContent = "";
+    this.notesRun = run.id;
+    this.notesText.value = run.notes || "";
+    this.tagsInput.value = (run.tags || []).join(", ");
+    this.notesBox.querySelector("summary").textContent = `Notes and tags${run.tags && run.tags.length ? ` (${run.tags.join(", ")})` : run.notes ? " (notes)" : ""}`;
+  }
+
+  async saveNotes() {
+    const id = this.notesRun;
+    if (!id) return;
+    const tags = this.tagsInput.value.split(",").map((t) => t.trim()).filter(Boolean);
+    this.notesMsg.textContent = "Saving…";
+    try {
+      const run = await api.notes(id, { notes: this.notesText.value, tags });
+      this.onRunInfo(run);
+      this.notesKey = null;
+      this.notesMsg.textContent = "Saved.";
+      this.runListDirty = true;
+      this.frame.request();
+    } catch (err) {
+      const d = err instanceof ApiError && err.detail && err.detail[0];
+      this.notesMsg.textContent = "Not saved: " + (d ? `${(d.loc || []).join(".") || "body"}: ${d.msg}` : err.message);
+    }
   }
 
   drawHeader(s) {

@@ -66,3 +66,39 @@ def test_search_sort_select_compare_and_delete(page, server, artifacts):
     expect(rows).to_have_count(0)
     listed = {r["id"] for r in server.call("GET", "/api/runs")["runs"]}
     assert a["id"] not in listed and b["id"] not in listed
+
+
+def test_notes_and_tags_are_saved_shown_and_searched(page, server, artifacts):
+    run = server.create_run("mlp", iterations=5, train_limit=200, test_limit=50, name="noted-run")
+    other = server.create_run("mlp", iterations=5, train_limit=200, test_limit=50, name="baseline-named")
+    for r in (run, other):
+        server.wait_status(r["id"], "completed")
+    page.goto(server.url + f"/#run={run['id']}")
+    page.get_by_text("Notes and tags").click()
+    page.get_by_label("Run notes").fill("lr 0.05 was too high: loss plateaus after step 3")
+    page.get_by_label("Tags").fill("baseline, too-high ")
+    page.get_by_role("button", name="Save notes").click()
+    expect(page.locator("#notes-box")).to_contain_text("Saved.")
+    stored = server.call("GET", f"/api/runs/{run['id']}")
+    assert stored["tags"] == ["baseline", "too-high"] and stored["notes"].startswith("lr 0.05")
+    row = page.locator(f"#run-list tr[data-run-id='{run['id']}']")
+    expect(row.locator(".tag")).to_have_text(["baseline", "too-high"])
+    # "#baseline" is the tag, not a word in a name; plain words search the notes too
+    rows = page.locator("#run-list tbody tr")
+    page.get_by_label("Search runs").fill("#baseline")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-run-id", run["id"])
+    page.get_by_label("Search runs").fill("plateaus")
+    expect(rows).to_have_count(1)
+    page.get_by_label("Search runs").fill("")
+    page.locator("#run-list").screenshot(path=str(artifacts / "runlist-notes-tags.png"))
+    # a bad tag is refused with its field named, and nothing changes
+    page.expected_errors = [r"status of 422"]          # the refused save, on purpose
+    page.get_by_label("Tags").fill("x" * 41)
+    page.get_by_role("button", name="Save notes").click()
+    expect(page.locator("#notes-box")).to_contain_text("Not saved: tags.0")
+    assert server.call("GET", f"/api/runs/{run['id']}")["tags"] == ["baseline", "too-high"]
+    # after a reload the notes are there
+    page.reload()
+    page.get_by_text("Notes and tags (baseline, too-high)").click()
+    expect(page.get_by_label("Run notes")).to_have_value("lr 0.05 was too high: loss plateaus after step 3")

@@ -33,11 +33,13 @@ const COLUMNS = {
 };
 const trainOf = (r) => (r.config && r.config.train) || {};
 
-/** What the search box matches: name, id, preset, status, dataset, optimizer. */
+/** What the search box matches: name, id, preset, status, dataset, optimizer, notes and tags
+ *  ("#tag" matches a tag exactly). */
 export function matches(r, q) {
   if (!q) return true;
-  const hay = `${r.name} ${r.id} ${r.preset || ""} ${r.status} ${COLUMNS.dataset[1](r)} ${trainOf(r).optimizer || ""}`.toLowerCase();
-  return q.toLowerCase().split(/\s+/).filter(Boolean).every((w) => hay.includes(w));
+  const tags = (r.tags || []).map((t) => t.toLowerCase());
+  const hay = `${r.name} ${r.id} ${r.preset || ""} ${r.status} ${COLUMNS.dataset[1](r)} ${trainOf(r).optimizer || ""} ${r.notes || ""} ${tags.join(" ")}`.toLowerCase();
+  return q.toLowerCase().split(/\s+/).filter(Boolean).every((w) => (w.startsWith("#") && w.length > 1 ? tags.includes(w.slice(1)) : hay.includes(w)));
 }
 
 /** Sorted by ``key`` (nulls last), or in lineage order (newest first, forks under parents). */
@@ -158,7 +160,8 @@ export class RunList {
     row.time = h("td", { class: "num" });
     row.actions = h("td", { class: "actions" });
     row.lineage = h("div", { class: "small muted lineage" });
-    row.nameCell = h("td", {}, row.name, h("div", { class: "small muted mono" }, r.id), row.lineage);
+    row.tags = h("div", { class: "tags small" });
+    row.nameCell = h("td", {}, row.name, row.tags, h("div", { class: "small muted mono" }, r.id), row.lineage);
     row.tr = h("tr", { dataset: { runId: r.id } },
       h("td", {}, row.sel), h("td", {}, row.box), row.nameCell,
       row.status, row.preset, row.dataset, row.optimizer, row.lr, row.batch,
@@ -171,7 +174,7 @@ export class RunList {
     // most rows are finished runs that did not change: skip them (500 rows, twice a second)
     const key = `${r.status}|${r.error}|${r.name}|${r.latest && r.latest.step}|${r.final && r.final.step}|` +
       `${r.best_test_accuracy}|${r.weights_step}|${r.finished_at}|${r._depth}|${r.id === watchedId}|` +
-      `${compareIds.includes(r.id)}|${this.selected.has(r.id)}|${r.where}`;
+      `${compareIds.includes(r.id)}|${this.selected.has(r.id)}|${r.where}|${(r.tags || []).join("\u0001")}|${r.notes || ""}`;
     if (row.key === key) return;
     row.key = key;
     const text = (el, t) => { if (el.textContent !== t) el.textContent = t; };
@@ -198,6 +201,12 @@ export class RunList {
       row.created.title = r.created_at ? new Date(r.created_at * 1000).toLocaleString() : "";
     }
     text(row.name, r.name);
+    const tagKey = (r.tags || []).join("\u0001") + "|" + (r.notes ? 1 : 0);
+    if (row.tagKey !== tagKey) {
+      row.tagKey = tagKey;
+      clear(row.tags).append(...(r.tags || []).map((t) => h("span", { class: "tag" }, t)),
+        ...(r.notes ? [h("span", { class: "muted", title: r.notes }, " ✎ notes")] : []));
+    }
     const depth = r._depth || 0;
     row.nameCell.style.paddingLeft = depth ? `${0.5 + 1.25 * depth}em` : "";
     row.tr.classList.toggle("fork", depth > 0);
