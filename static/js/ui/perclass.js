@@ -8,6 +8,8 @@ import { perClassAccuracy } from "../reducer.js";
 
 // ten distinguishable colours: Okabe-Ito plus two
 const CLASS_COLORS = [...RUN_COLORS, "#7c3aed", "#8c564b"];
+const STEP_INCRS = [];
+for (let e = 1; e <= 1e8; e *= 10) STEP_INCRS.push(e, 2 * e, 5 * e);
 
 export class PerClassChart {
   constructor(root, { height = 240 } = {}) {
@@ -30,7 +32,8 @@ export class PerClassChart {
     this.u = new uPlot({
       width: this.width(), height: this.height, series,
       scales: { x: { time: false }, y: { range: (u, lo, hi) => [Math.max(0, Math.min(lo ?? 0, (hi ?? 1) - 0.05)), 1] } },
-      axes: [{ stroke: COLORS.axis, grid: { stroke: COLORS.grid }, values: (u, vals) => vals.map((v) => fmtInt(v)) },
+      // steps are integers: ticks at 1, 2, 5 x 10^k only (else a short run reads "4 4 5 5")
+      axes: [{ stroke: COLORS.axis, grid: { stroke: COLORS.grid }, incrs: STEP_INCRS, values: (u, vals) => vals.map((v) => fmtInt(v)) },
         { stroke: COLORS.axis, grid: { stroke: COLORS.grid }, size: 50, values: (u, vals) => vals.map((v) => (v == null ? "" : Math.round(v * 100) + "%")) }],
       legend: { live: true },
       cursor: { sync: { key: "run" } },
