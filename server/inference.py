@@ -104,18 +104,43 @@ def predict(cache: ModelCache, config: dict, path: Path, image: list[list[float]
             "step": meta.get("step")}
 
 
+def export_named(config: dict, path: Path) -> bytes:
+    """The run's saved weights as an .npz keyed as the page names them (``layer2.dense.kernel``,
+    ``layer3.batchnorm.running_mean``; Model.named_state), without optimizer state."""
+    import io
+    model = Model.from_config(config)
+    _, arrays = Model.read_checkpoint(path)
+    model.load_state_arrays(arrays)
+    buf = io.BytesIO()
+    np.savez(buf, **model.named_state())
+    return buf.getvalue()
+
+
 def import_weights(config: dict, path: Path, data: bytes, max_total: int) -> int | None:
     """Check an uploaded .npz against the run's model and save it as the run's weights."""
     arrays = read_npz(data, max_total)
     arrays.pop("__spec__", None)
     for k, a in arrays.items():
-        if k.startswith(("param.", "buffer.")) and a.dtype.kind != "f":
+        if k.startswith(("param.", "buffer.", "layer")) and a.dtype.kind != "f":
             raise ApiError(422, ["body", k], f"array {k!r} has dtype {a.dtype}; weights must be "
                                              "float32 or float64")
     run_dataset(config)
     model = Model.from_config(config)
     try:
-        model.load_state_arrays(arrays)
+        # as exported (layer2.dense.kernel ...), or a checkpoint's own keys (param.0 ...)
+        if not any(k.startswith(("param.", "buffer.")) for k in arrays):
+            named = arrays
+            arrays = model.from_named(arrays)
+            back = {v: k for k, v in zip(named, arrays)}
+            try:
+                model.load_state_arrays(arrays)
+            except ValueError as e:     # say it in the file's own names
+                msg = str(e)
+                for flat, name in back.items():
+                    msg = msg.replace(f"'{flat}'", f"'{name}'")
+                raise ValueError(msg) from None
+        else:
+            model.load_state_arrays(arrays)
     except ValueError as e:
         name = str(e).split("'")[1] if "'" in str(e) else None
         raise ApiError(422, ["body"] + ([name] if name else []), str(e)) from None

@@ -1,7 +1,7 @@
 """A model spec checked without training, and a run's weights: predict, export, import."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -9,7 +9,7 @@ from engine import SpecError, is_bsde, validate_config, validate_run_config
 
 from ..deps import ManagerDep, ModelsDep, RunDep, SettingsDep
 from ..errors import ApiError
-from ..inference import import_weights, predict
+from ..inference import export_named, import_weights, predict
 from ..schemas import PredictBody, PredictOut, ValidateBody, ValidateOut, errors
 
 router = APIRouter(tags=["models"])
@@ -63,8 +63,12 @@ async def export_weights(run: RunDep, manager: ManagerDep):
     path = manager.checkpoint_path(run)
     if not path.is_file():
         raise ApiError(404, ["path", "run_id"], "this run has no saved weights yet")
-    return FileResponse(path, media_type="application/octet-stream",
-                        filename=f"backprop-lab-{run.id}.npz")
+    if is_bsde(run.config):      # the solver's own checkpoint (u0, z0, the stacked subnets)
+        return FileResponse(path, media_type="application/octet-stream",
+                            filename=f"backprop-lab-{run.id}.npz")
+    data = await run_in_threadpool(export_named, run.config, path)
+    return Response(data, media_type="application/octet-stream", headers={
+        "content-disposition": f'attachment; filename="backprop-lab-{run.id}.npz"'})
 
 
 @router.post("/api/runs/{run_id}/weights",

@@ -62,11 +62,14 @@ def test_weights_export_and_import(api, done_run):
     assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
     with np.load(io.BytesIO(r.content), allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
-    assert arrays["param.0"].shape == (784, 100)
+    # named as the page names them (layers from 1), no optimizer state
+    assert sorted(arrays) == ["layer2.dense.bias", "layer2.dense.kernel", "layer4.dense.bias",
+                              "layer4.dense.kernel"]
+    assert arrays["layer2.dense.kernel"].shape == (784, 100)
     image, _ = digit(api, 0)
     before = api.post(f"/api/runs/{rid}/predict", json={"image": image}).json()
     # import zeroed weights: every class equally likely afterwards
-    zeroed = {k: np.zeros_like(v) for k, v in arrays.items() if k.startswith("param.")}
+    zeroed = {k: np.zeros_like(v) for k, v in arrays.items()}
     buf = io.BytesIO()
     np.savez(buf, **zeroed)
     r = api.post(f"/api/runs/{rid}/weights", content=buf.getvalue(),
@@ -75,6 +78,14 @@ def test_weights_export_and_import(api, done_run):
     after = api.post(f"/api/runs/{rid}/predict", json={"image": image}).json()
     assert after["probabilities"] == pytest.approx([0.1] * 10, abs=1e-6)
     assert after["step"] is None
+    # named arrays are checked by name: a wrong shape, a missing or an unknown one
+    wrong = dict(zeroed, **{"layer4.dense.kernel": np.zeros((100, 9), np.float32)})
+    r = upload(api, rid, npz(**wrong))
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["layer4.dense.kernel"], r.text
+    r = upload(api, rid, npz(**{k: v for k, v in zeroed.items() if k != "layer2.dense.bias"}))
+    assert r.status_code == 422 and "layer2.dense.bias" in r.text, r.text
+    r = upload(api, rid, npz(**dict(zeroed, **{"layer9.dense.kernel": np.zeros(3, np.float32)})))
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["layer9.dense.kernel"], r.text
     # and back: the exported file loads as is
     r = api.post(f"/api/runs/{rid}/weights", content=r_content(api, rid, arrays))
     assert r.status_code == 200
@@ -249,10 +260,10 @@ def test_weights_that_are_not_finite_are_refused(api, done_run, value):
     image, _ = digit(api, 0)
     before = api.post(f"/api/runs/{rid}/predict", json={"image": image}).json()
     bad = dict(arrays)
-    bad["param.2"] = arrays["param.2"].copy()
-    bad["param.2"][3, 4] = value
+    bad["layer4.dense.kernel"] = arrays["layer4.dense.kernel"].copy()
+    bad["layer4.dense.kernel"][3, 4] = value
     r = upload(api, rid, npz(**bad))
     assert r.status_code == 422, r.text
-    assert r.json()["detail"][0]["loc"] == ["param.2"] and "finite" in r.text
+    assert r.json()["detail"][0]["loc"] == ["layer4.dense.kernel"] and "finite" in r.text
     after = api.post(f"/api/runs/{rid}/predict", json={"image": image}).json()
     assert after["probabilities"] == before["probabilities"]       # the weights are unchanged

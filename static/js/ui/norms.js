@@ -4,9 +4,10 @@
 import { h, clear, fmtNum, fitCanvas } from "./dom.js";
 
 export function tensorLabel(name) {
-  // "3.conv2d.kernel" -> "4 conv2d weights" (layers counted from 1)
+  // "3.conv2d.kernel" -> "layer4.conv2d.kernel": layers counted from 1, as the layer editor
+  // numbers them, and the very key of the exported .npz (GET /api/runs/{id}/weights)
   const m = /^(\d+)\.([a-z0-9_]+)\.(.+)$/.exec(name);
-  return m ? `${+m[1] + 1} ${m[2]} ${m[3] === "kernel" ? "weights" : m[3]}` : name;
+  return m ? `layer${+m[1] + 1}.${m[2]}.${m[3]}` : name;
 }
 
 function spark(canvas, values, color) {
