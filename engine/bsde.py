@@ -809,59 +809,42 @@ def bsde_preset_info(name: str) -> dict:
             "config": c}
 
 
-BSDE_PRESETS = {
-    "bsde-hjb-d10": {"title": "HJB, d = 10 (seconds): z must be learned",
-                     "target": {"u0": 2.157022, "band": 0.02, "valid_loss_below": 0.06},
-                     "config": {"task": "bsde", "name": "bsde-hjb-d10",
-                                "equation": {"name": "hjb_lq", "dim": 10, "total_time": 1.0,
-                                             "num_time_interval": 20},
-                                # the reference architecture with batchnorm's unit start: at
-                                # d = 10 it learns z faster (valid loss 0.044 against 0.061 at
-                                # 2,000 steps with the reference's U(0.1, 0.5) start)
-                                "subnet": reference_subnet(10, unit_start=True),
-                                "y_init_range": [0.0, 1.0],
-                                "train": {"lr": 1e-2, "iterations": 2000, "batch_size": 64}}},
-    "bsde-hjb": {"title": "HJB linear-quadratic, d = 100 (the paper's)",
-                 "target": {"u0": 4.590162, "band": 0.005, "valid_loss_below": 0.0200},
-                 "config": {"task": "bsde", "name": "bsde-hjb",
-                            "equation": {"name": "hjb_lq", "dim": 100, "total_time": 1.0,
-                                         "num_time_interval": 20},
-                            "y_init_range": [0.0, 1.0],
-                            "train": {"lr": 1e-2, "iterations": 2000, "batch_size": 64}}},
-    "bsde-allen-cahn": {"title": "Allen-Cahn, d = 100 (the paper's)",
-                        "target": {"u0": 0.052802, "band": 0.01, "valid_loss_below": 2.68e-5},
-                        "config": {"task": "bsde", "name": "bsde-allen-cahn",
-                                   "equation": {"name": "allen_cahn", "dim": 100, "total_time": 0.3,
-                                                "num_time_interval": 20},
-                                   "y_init_range": [0.3, 0.5],
-                                   "train": {"lr": 5e-4, "iterations": 4000, "batch_size": 64}}},
-    "bsde-allen-cahn-tanh": {"title": "Allen-Cahn, d = 100, the seed's tanh subnets (no batchnorm)",
-                             "target": {"u0": 0.052802, "band": 0.01, "valid_loss_below": 2.68e-5},
-                             "config": {"task": "bsde", "name": "bsde-allen-cahn-tanh",
-                                        "equation": {"name": "allen_cahn", "dim": 100,
-                                                     "total_time": 0.3, "num_time_interval": 20},
-                                        "subnet": tanh_subnet(100), "y_init_range": [0.3, 0.5],
-                                        "train": {"lr": 5e-4, "iterations": 4000, "batch_size": 64}}},
-    "bsde-quadratic-d10": {"title": "Quadratic gradient, d = 10 (a minute): a closed form everywhere",
-                           "target": {"u0": 0.841471, "band": 0.01, "valid_loss_below": 0.0075},
-                           "config": {"task": "bsde", "name": "bsde-quadratic-d10",
-                                      "equation": {"name": "quadratic_gradient", "dim": 10,
-                                                   "total_time": 1.0, "num_time_interval": 30},
-                                      "y_init_range": [2.0, 4.0],
-                                      "train": {"lr": 5e-3, "iterations": 3000, "batch_size": 64}}},
-    "bsde-quadratic-gradient": {"title": "Quadratic gradient, d = 100 (the reference config's)",
-                                # valid_loss_below: the z = 0 loss on its validation paths
-                                "target": {"u0": 0.841471, "band": 0.01, "valid_loss_below": 0.00103},
-                                "config": {"task": "bsde", "name": "bsde-quadratic-gradient",
-                                           "equation": {"name": "quadratic_gradient", "dim": 100,
-                                                        "total_time": 1.0, "num_time_interval": 30},
-                                           "y_init_range": [2.0, 4.0],
-                                           "train": {"lr": 5e-3, "iterations": 4000, "batch_size": 64}}},
-    "bsde-default-risk": {"title": "Black-Scholes with default risk, d = 100, N = 40 (the paper's)",
-                          "target": {"u0": 57.300, "band": 0.01, "valid_loss_below": 28.2},
-                          "config": {"task": "bsde", "name": "bsde-default-risk",
-                                     "equation": {"name": "default_risk", "dim": 100,
-                                                  "total_time": 1.0, "num_time_interval": 40},
-                                     "y_init_range": [40.0, 50.0],
-                                     "train": {"lr": 8e-3, "iterations": 6000, "batch_size": 64}}},
-}
+def _preset(name: str, title: str, u0: float, band: float, valid_loss_below: float,
+            equation: tuple, y_init_range: list, lr: float, iterations: int,
+            subnet: list | None = None) -> dict:
+    """A preset: ``equation`` is ``(name, dim, total_time, num_time_interval)``; the target
+    is u0 within ``band`` (a fraction) and a validation loss below ``valid_loss_below``."""
+    eq_name, dim, total_time, n = equation
+    cfg = {"task": "bsde", "name": name,
+           "equation": {"name": eq_name, "dim": dim, "total_time": total_time,
+                        "num_time_interval": n},
+           "y_init_range": y_init_range,
+           "train": {"lr": lr, "iterations": iterations, "batch_size": 64}}
+    if subnet is not None:
+        cfg["subnet"] = subnet
+    return {"title": title, "config": cfg,
+            "target": {"u0": u0, "band": band, "valid_loss_below": valid_loss_below}}
+
+
+# The paper's configurations (REFERENCE-RESULTS.md); where no loss target is published, the
+# z = 0 loss on the preset's own validation paths (seed 0) stands for it.
+BSDE_PRESETS = {p["config"]["name"]: p for p in (
+    # the reference architecture with batchnorm's unit start: at d = 10 it learns z faster
+    # (valid loss 0.044 against 0.061 at 2,000 steps with the reference's U(0.1, 0.5) start)
+    _preset("bsde-hjb-d10", "HJB, d = 10 (seconds): z must be learned", 2.157022, 0.02, 0.06,
+            ("hjb_lq", 10, 1.0, 20), [0.0, 1.0], 1e-2, 2000,
+            subnet=reference_subnet(10, unit_start=True)),
+    _preset("bsde-hjb", "HJB linear-quadratic, d = 100 (the paper's)", 4.590162, 0.005, 0.0200,
+            ("hjb_lq", 100, 1.0, 20), [0.0, 1.0], 1e-2, 2000),
+    _preset("bsde-allen-cahn", "Allen-Cahn, d = 100 (the paper's)", 0.052802, 0.01, 2.68e-5,
+            ("allen_cahn", 100, 0.3, 20), [0.3, 0.5], 5e-4, 4000),
+    _preset("bsde-allen-cahn-tanh", "Allen-Cahn, d = 100, the seed's tanh subnets (no batchnorm)",
+            0.052802, 0.01, 2.68e-5, ("allen_cahn", 100, 0.3, 20), [0.3, 0.5], 5e-4, 4000,
+            subnet=tanh_subnet(100)),
+    _preset("bsde-quadratic-d10", "Quadratic gradient, d = 10 (a minute): a closed form everywhere",
+            0.841471, 0.01, 0.0075, ("quadratic_gradient", 10, 1.0, 30), [2.0, 4.0], 5e-3, 3000),
+    _preset("bsde-quadratic-gradient", "Quadratic gradient, d = 100 (the reference config's)",
+            0.841471, 0.01, 0.00103, ("quadratic_gradient", 100, 1.0, 30), [2.0, 4.0], 5e-3, 4000),
+    _preset("bsde-default-risk", "Black-Scholes with default risk, d = 100, N = 40 (the paper's)",
+            57.300, 0.01, 28.2, ("default_risk", 100, 1.0, 40), [40.0, 50.0], 8e-3, 6000),
+)}
