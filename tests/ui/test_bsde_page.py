@@ -116,3 +116,7 @@ def test_a_sweep_over_a_bsde_preset_from_the_sweeps_page(page, server, artifacts
     expect(page.locator("table.trials tbody tr.best")).to_have_count(1)
     expect(page.locator("body")).to_contain_text("valid_loss")
     page.screenshot(path=str(artifacts / "bsde-sweep-1280.png"))
+    # the list of sweeps knows it, finished, without a reload
+    page.get_by_role("link", name="← All sweeps").click()
+    row = page.locator("#sweep-list tr", has_text="bsde-lr")
+    expect(row).to_contain_text("finished")

@@ -15,7 +15,7 @@ class SweepsPage {
   constructor() {
     this.listEl = $("#sweep-list");
     this.viewEl = $("#sweep-view");
-    this.builder = new SweepBuilder($("#sweep-builder"), { onCreated: (sw) => this.open(sw.id) });
+    this.builder = new SweepBuilder($("#sweep-builder"), { onCreated: (sw) => { this.open(sw.id); this.refreshList(); } });
     window.addEventListener("hashchange", () => this.route());
     this.sort = { key: "number", dir: 1 };
     this.filter = "";
@@ -70,7 +70,12 @@ class SweepsPage {
     this.stream = new RunStream(id, {
       base: "/ws/sweeps/",
       lastSeq: () => this.state.lastSeq,
-      onEvent: (ev) => { reduceSweep(this.state, ev); if (ev.type === "trial_finished" || ev.type === "sweep_finished") this.refreshInfo(); this.request(); },
+      onEvent: (ev) => {
+        reduceSweep(this.state, ev);
+        if (ev.type === "trial_finished" || ev.type === "sweep_finished") this.refreshInfo();
+        if (ev.type === "sweep_finished") this.refreshList();     // its status and best
+        this.request();
+      },
       onConn: (c) => { this.conn.textContent = c.state === "live" ? "live" : c.state === "done" ? "" : c.state; },
       isDone: () => DONE.has(this.state.status),
     });
