@@ -150,3 +150,16 @@ def test_the_reference_piecewise_constant_schedule():
         with pytest.raises(SpecError) as e:
             validate_bsde({**cfg, "train": train})
         assert e.value.errors[0]["loc"] == ["train", loc], (train, e.value.errors)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["bsde-hjb", "bsde-allen-cahn"])
+def test_the_d100_presets_land_u0_inside_their_band(name):
+    """The paper's d = 100 configurations: u0 within the preset's band of the reference value
+    (HJB 0.5% of 4.590162, Allen-Cahn 1% of 0.052802). Their validation-loss targets (below
+    the z = 0 loss) are NOT met by this engine yet (benchmarks/README.md: 0.0230 vs 0.0220,
+    1.16e-4 vs 2.99e-5), so they are not asserted here. ~1-2 min each."""
+    p = BSDE_PRESETS[name]
+    done = BsdeSolver(p["config"]).run()
+    t = p["target"]
+    assert done["relative_error"] < t["band"], done
