@@ -11,12 +11,7 @@ from .model import Model
 from .presets import PRESETS, apply_overrides, get_preset, preset_info, preset_names
 from .spec import SpecError, validate_config, validate_model
 from .trainer import Control, Trainer, train
-from .bsde import BSDE_PRESETS, BsdeSolver, validate_bsde_run
-
-
-def is_bsde(config) -> bool:
-    """A Deep BSDE run config (``"task": "bsde"``) rather than an image one."""
-    return isinstance(config, dict) and config.get("task") == "bsde"
+from .bsde import BSDE_PRESETS, BsdeSolver, is_bsde, validate_bsde_run
 
 
 def validate_run_config(config: dict) -> tuple[dict, dict]:

@@ -230,6 +230,12 @@ def tanh_subnet(dim: int) -> list[dict]:
 
 # ---------------------------------------------------------------------------------- config
 
+
+def is_bsde(config) -> bool:
+    """A Deep BSDE run config (``"task": "bsde"``) rather than an image one."""
+    return isinstance(config, dict) and config.get("task") == "bsde"
+
+
 TRAIN_DEFAULTS = {"lr": 1e-2, "iterations": 2000, "batch_size": 64, "valid_size": 256,
                   "eval_every": 100, "seed": 0, "dtype": "float64",
                   "lr_boundaries": [], "lr_values": []}
@@ -412,12 +418,13 @@ class GlobalNetwork:
         rng = np.random.default_rng([seed, 7])
         self.eq = eq
         d = eq.dim
-        self.batched = batched
         self.u0 = Param(np.array([rng.uniform(*y_init_range)]), "u0", decay=False)
         self.z0 = Param(rng.uniform(-0.1, 0.1, d), "z0", decay=False)
-        self.subnets = [Model(subnet, input_shape=(d,), num_classes=d, dtype="float64",
-                              seed=seed * 1000 + i + 1) for i in range(eq.n - 1)]
-        self.layers = self._stack(self.subnets) if batched and self.subnets else None
+        subnets = [Model(subnet, input_shape=(d,), num_classes=d, dtype="float64",
+                         seed=seed * 1000 + i + 1) for i in range(eq.n - 1)]
+        # batched: the stack replaces the models (whose first one lent it its layers)
+        self.layers = self._stack(subnets) if batched and subnets else None
+        self.subnets = [] if self.layers is not None else subnets
 
     @staticmethod
     def _stack(models: list[Model]) -> list:

@@ -134,7 +134,7 @@ def cmd_bsde(args, config: dict) -> int:
 
 def cmd_train(args) -> int:
     if args.preset in BSDE_PRESETS:
-        return cmd_bsde(args, BSDE_PRESETS[args.preset]["config"])
+        return cmd_bsde(args, get_preset(args.preset))
     resume_meta = None
     if args.resume:
         try:

@@ -19,11 +19,15 @@ import numpy as np
 @dataclass
 class Event:
     type: ClassVar[str] = "event"
+    #: fields left out of ``to_dict`` while they are None (a bsde run's additions)
+    omit_if_none: ClassVar[tuple] = ()
 
     def to_dict(self) -> dict:
         d = {"type": self.type}
         for f in fields(self):
-            d[f.name] = getattr(self, f.name)
+            v = getattr(self, f.name)
+            if v is not None or f.name not in self.omit_if_none:
+                d[f.name] = v
         return d
 
     def to_json_dict(self) -> dict:
@@ -58,12 +62,7 @@ class Progress(Event):
     step_ms: float
     elapsed: float
     u0: float | None = None       # a bsde run's u0 after the step (absent for image runs)
-
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        if d["u0"] is None:
-            del d["u0"]
-        return d
+    omit_if_none: ClassVar[tuple] = ("u0",)
 
 
 @dataclass
@@ -202,12 +201,7 @@ class RunFinished(Event):
     images_seen: int
     wall_seconds: float
     result: dict | None = None    # a bsde run's: u0, reference, relative_error, valid_loss, z0_loss
-
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        if d["result"] is None:
-            del d["result"]
-        return d
+    omit_if_none: ClassVar[tuple] = ("result",)
 
 
 EVENT_TYPES = {cls.type: cls for cls in (RunStarted, Progress, Eval, Snapshot, HparamsChanged,

@@ -383,37 +383,42 @@ class Model:
                 out[f"buffer.{layer.index}.{key}"] = arr
         return out
 
-    def named_state(self) -> dict[str, np.ndarray]:
-        """Parameters and buffers by the names the page shows, layers numbered from 1:
-        ``layer2.dense.kernel``, ``layer2.dense.bias``, ``layer3.batchnorm.running_mean``
-        (what GET /api/runs/{id}/weights exports)."""
-        out = {}
+    def _named(self) -> list[tuple[str, str, np.ndarray]]:
+        """``(page name, state_arrays key, array)`` of every parameter, then every buffer, in
+        ``state_arrays`` order. Page names count layers from 1: ``layer2.dense.kernel``."""
+        params = [(f"layer{layer.index + 1}.{p.name.split('.', 1)[1]}", p.value)
+                  for layer in self.layers for p in layer.params]      # self.params' order
+        out = [(name, f"param.{i}", v) for i, (name, v) in enumerate(params)]
         for layer in self.layers:
-            for p in layer.params:
-                out[f"layer{layer.index + 1}.{p.name.split('.', 1)[1]}"] = p.value
             for key, arr in layer.buffers().items():
-                out[f"layer{layer.index + 1}.{layer.type}.{key}"] = arr
+                out.append((f"layer{layer.index + 1}.{layer.type}.{key}",
+                            f"buffer.{layer.index}.{key}", arr))
         return out
 
+    def named_state(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers by the names the page shows (``layer2.dense.kernel``,
+        ``layer3.batchnorm.running_mean``): what GET /api/runs/{id}/weights exports."""
+        return {name: arr for name, _, arr in self._named()}
+
     def from_named(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``arrays`` keyed as ``named_state`` names them, re-keyed for ``load_state_arrays``
-        (``param.i``, ``buffer.j.key``); ValueError naming a key that is missing or unknown."""
-        to_flat = {}
-        for i, p in enumerate(self.params):
-            layer = next(x for x in self.layers if p in x.params)
-            to_flat[f"layer{layer.index + 1}.{p.name.split('.', 1)[1]}"] = f"param.{i}"
-        for layer in self.layers:
-            for key in layer.buffers():
-                to_flat[f"layer{layer.index + 1}.{layer.type}.{key}"] = f"buffer.{layer.index}.{key}"
+        """``arrays`` keyed as ``named_state`` names them, re-keyed for ``load_state_arrays``;
+        ValueError naming (in the file's names) an array that is unknown, missing (a
+        parameter; buffers may be left out) or of the wrong shape."""
+        known = {name: (key, arr) for name, key, arr in self._named()}
         for k in arrays:
-            if k not in to_flat:
+            if k not in known:
                 raise ValueError(f"the file has an array '{k}' this model does not have (its "
-                                 f"arrays: {', '.join(to_flat)})")
-        for k, flat in to_flat.items():
-            if k not in arrays and flat.startswith("param."):
-                raise ValueError(f"the file has no array '{k}' (this model needs "
-                                 f"{', '.join(x for x, f in to_flat.items() if f.startswith('param.'))})")
-        return {to_flat[k]: v for k, v in arrays.items()}
+                                 f"arrays: {', '.join(known)})")
+        for name, (key, arr) in known.items():
+            if name not in arrays:
+                if key.startswith("param."):
+                    needed = [n for n, (k, _) in known.items() if k.startswith("param.")]
+                    raise ValueError(f"the file has no array '{name}' (this model needs "
+                                     f"{', '.join(needed)})")
+            elif tuple(arrays[name].shape) != arr.shape:
+                raise ValueError(f"array '{name}' has shape {tuple(arrays[name].shape)}, this "
+                                 f"model needs {arr.shape}")
+        return {known[k][0]: v for k, v in arrays.items()}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Copy arrays in place; shapes must match this model exactly."""

@@ -153,10 +153,14 @@ def preset_names() -> list[str]:
 
 
 def get_preset(name: str) -> dict:
-    """A deep copy of a preset's run config, with its name set."""
-    if not isinstance(name, str) or name not in PRESETS:   # a list or dict is no dict key
-        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    cfg = copy.deepcopy(PRESETS[name]["config"])
+    """A deep copy of a preset's run config (an image preset or a Deep BSDE one), with its
+    name set."""
+    from .bsde import BSDE_PRESETS
+    table = BSDE_PRESETS if isinstance(name, str) and name in BSDE_PRESETS else PRESETS
+    if not isinstance(name, str) or name not in table:   # a list or dict is no dict key
+        raise KeyError(f"unknown preset {name!r}; choose one of "
+                       f"{', '.join([*PRESETS, *BSDE_PRESETS])}")
+    cfg = copy.deepcopy(table[name]["config"])
     cfg["name"] = name
     return cfg
 
@@ -182,8 +186,8 @@ def apply_overrides(config: dict, overrides: dict) -> dict:
     ``epochs`` and ``iterations`` exclude each other, as in a config: giving one replaces the
     preset's other; giving both (not null) keeps both, which the engine refuses.
     """
-    if isinstance(config, dict) and config.get("task") == "bsde":
-        from .bsde import apply_bsde_overrides
+    from .bsde import apply_bsde_overrides, is_bsde
+    if is_bsde(config):
         return apply_bsde_overrides(config, overrides)
     cfg = copy.deepcopy(config)
     tr, ds = cfg.setdefault("train", {}), cfg.setdefault("dataset", {})

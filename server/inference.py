@@ -129,18 +129,8 @@ def import_weights(config: dict, path: Path, data: bytes, max_total: int) -> int
     try:
         # as exported (layer2.dense.kernel ...), or a checkpoint's own keys (param.0 ...)
         if not any(k.startswith(("param.", "buffer.")) for k in arrays):
-            named = arrays
             arrays = model.from_named(arrays)
-            back = {v: k for k, v in zip(named, arrays)}
-            try:
-                model.load_state_arrays(arrays)
-            except ValueError as e:     # say it in the file's own names
-                msg = str(e)
-                for flat, name in back.items():
-                    msg = msg.replace(f"'{flat}'", f"'{name}'")
-                raise ValueError(msg) from None
-        else:
-            model.load_state_arrays(arrays)
+        model.load_state_arrays(arrays)
     except ValueError as e:
         name = str(e).split("'")[1] if "'" in str(e) else None
         raise ApiError(422, ["body"] + ([name] if name else []), str(e)) from None

@@ -2,8 +2,6 @@
 checkpoints, fork."""
 from __future__ import annotations
 
-import copy
-
 from fastapi import APIRouter, Response
 
 from engine import (BSDE_PRESETS, PRESETS, SpecError, apply_overrides, get_preset, is_bsde,
@@ -31,10 +29,8 @@ def build_config(body: RunCreate) -> tuple[dict, dict, str | None]:
         if clash:
             raise ApiError(422, ["body", clash[0]], f"{clash[0]}: give either a preset (with "
                                                     "overrides) or the config's fields, not both")
-        base = (copy.deepcopy(BSDE_PRESETS[body.preset]["config"]) if body.preset in BSDE_PRESETS
-                else get_preset(body.preset))
         try:
-            cfg = apply_overrides(base, body.overrides or {})
+            cfg = apply_overrides(get_preset(body.preset), body.overrides or {})
         except SpecError as e:
             raise ApiError(422, errors=[{"loc": ["body", *err["loc"]], "msg": err["msg"]}
                                         for err in e.errors]) from None

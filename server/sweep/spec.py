@@ -131,7 +131,7 @@ def _base_config(chk: _Checker, base: Any) -> dict | None:
         if not isinstance(over, dict):
             chk.err(["base", "overrides"], f"base: overrides must be an object, got {_fmt(over)}")
             return None
-        cfg = copy.deepcopy(BSDE_PRESETS[name]["config"]) if name in BSDE_PRESETS else get_preset(name)
+        cfg = get_preset(name)
         flat = {k: v for k, v in over.items() if "." not in k}
         try:
             cfg = apply_overrides(cfg, flat)
