@@ -210,7 +210,7 @@ class ServerSearch(Search):
         else:
             if self.remaining <= 0:
                 return None
-            point = None
+            point = self.start()
             if self.sweep["method"] == "grid":
                 point = next((p for p in self.grid if canon(p) not in self.tried), None)
                 if point is None:

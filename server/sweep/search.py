@@ -91,8 +91,8 @@ class Search:
         """The next trial's parameters, or None when the budget is spent."""
         if self.remaining <= 0:
             return None
-        if self.sweep["method"] == "grid":
-            point = self.grid[self.asked]
+        point = self.grid[self.asked] if self.sweep["method"] == "grid" else self.start()
+        if point is not None:
             fixed = {}
             for p, v in point.items():
                 enc, as_json = self.choices.get(p, (None, False))
@@ -110,6 +110,10 @@ class Search:
         number = trial.number + 1
         self.trials[number] = trial
         return Proposal(number, values)
+
+    def start(self) -> dict | None:
+        """The base design's point for the sweep's first trial (``start_from_base``)."""
+        return self.sweep.get("start_point") if self.asked == 0 else None
 
     def _suggest(self, trial: optuna.Trial, path: str):
         q = self.params[path]

@@ -6,7 +6,12 @@ A sweep is::
      "method": "grid" | "random" | "tpe",
      "parameters": {PATH: {"values": [...]} | {"min", "max", "log"?, "int"?}, "when"?: {PATH: v}},
      "objective"?: {"metric": "test_accuracy", "direction": "maximize"},
-     "max_trials"?, "max_parallel"?, "seed"?, "early_stopping"?: {"type": "median" | "asha", ...}}
+     "max_trials"?, "max_parallel"?, "seed"?, "early_stopping"?: {"type": "median" | "asha", ...},
+     "start_from_base"?: false}
+
+``start_from_base`` (random and tpe): the first trial runs the base design's own values of the
+searched parameters (Optuna's ``enqueue_trial``), so the search starts from a known point and
+its best is never worse than the design it tunes; each such value must lie in the space.
 
 PATH is a dotted path into the run config (``train.lr``, ``train.init.std``, ``model.2.units``,
 ``dataset.train_limit``). Whether a PATH exists and a value fits is decided by the engine:
@@ -50,7 +55,7 @@ MAX_SERIES = 20
 MAX_PRODUCT = 1_000_000
 
 _TOP = ("name", "base", "method", "parameters", "objective", "max_trials", "max_parallel",
-        "seed", "early_stopping")
+        "seed", "early_stopping", "start_from_base")
 _PARAM_KEYS = ("values", "min", "max", "log", "int", "when")
 EARLY_STOPPING = {
     # Optuna's MedianPruner: prune when the trial's best value so far is worse than the median
@@ -109,6 +114,53 @@ def set_path(config: dict, path: str, value: Any) -> dict:
                 nxt = node[seg] = {"type": nxt}
             node = nxt
     return out
+
+
+def get_path(config: dict, path: str) -> Any:
+    """The value at ``path`` in a validated config (``KeyError`` when there is none)."""
+    node: Any = config
+    for seg in parse_path(path):
+        if isinstance(node, list) and isinstance(seg, int) and seg < len(node):
+            node = node[seg]
+        elif isinstance(node, dict) and seg in node:
+            node = node[seg]
+        else:
+            raise KeyError(path)
+    return node
+
+
+def _in_space(q: dict, v: Any) -> bool:
+    if "values" in q:
+        return canon(v) in {canon(x) for x in q["values"]}
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return q["min"] <= v <= q["max"] and (not q["int"] or float(v).is_integer())
+
+
+def _space_text(q: dict) -> str:
+    if "values" in q:
+        return "the values " + ", ".join(_fmt(x) for x in q["values"])
+    return f"the range {q['min']:g}..{q['max']:g}"
+
+
+def _base_point(chk: _Checker, config: dict, params: dict, order: list[str]) -> dict | None:
+    """The base design's values of the parameters active at them (``start_from_base``)."""
+    point: dict = {}
+    for path in order:
+        if path not in active(params, order, {**point, path: None}):
+            continue
+        try:
+            v = get_path(config, path)
+        except KeyError:
+            chk.err(["start_from_base"], f"start_from_base: the base design has no value at "
+                                         f"{path}")
+            return None
+        if not _in_space(params[path], v):
+            chk.err(["start_from_base"], f"start_from_base: the base design's {path} = {_fmt(v)} "
+                                         f"is outside {_space_text(params[path])}")
+            return None
+        point[path] = v
+    return point
 
 
 def _base_config(chk: _Checker, base: Any) -> dict | None:
@@ -490,6 +542,16 @@ def validate_sweep(spec: Any) -> dict:
                         "parameters: train.eval_every cannot be swept with early_stopping, "
                         "which sets it so each trial evaluates early_stopping.evals times")
 
+    start = spec.get("start_from_base", False)
+    start_point = None
+    if not isinstance(start, bool):
+        chk.err(["start_from_base"], f"start_from_base must be true or false, got {_fmt(start)}")
+    elif start and method == "grid":
+        chk.err(["start_from_base"], "start_from_base applies to random and tpe: a grid runs its "
+                                     "points in the order they are listed")
+    elif start and config is not None and order is not None:
+        start_point = _base_point(chk, config, params, order)
+
     grid = None
     if method == "grid" and order is not None and not chk.errors:
         bound = grid_size_bound(params)
@@ -512,7 +574,10 @@ def validate_sweep(spec: Any) -> dict:
            "base": copy.deepcopy(base), "method": method, "parameters": params,
            "objective": objective, "max_trials": max_trials,
            "max_parallel": nums["max_parallel"], "seed": nums["seed"],
-           "early_stopping": early_out, "config": config, "order": order}
+           "early_stopping": early_out, "config": config, "order": order,
+           "start_from_base": start_point is not None}
+    if start_point is not None:
+        out["start_point"] = start_point
     if grid is not None:
         out["grid"] = grid
     return out
@@ -556,4 +621,4 @@ def validate_series(spec: Any) -> dict:
 
 def public(sweep: dict) -> dict:
     """A normalised sweep as JSON for events and summaries (without the grid's points)."""
-    return {k: v for k, v in sweep.items() if k not in ("grid", "order")}
+    return {k: v for k, v in sweep.items() if k not in ("grid", "order", "start_point")}

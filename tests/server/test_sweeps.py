@@ -436,3 +436,20 @@ def test_a_rebuilt_study_keeps_asha_rungs_and_grid_points_tried():
     proposed = [search.ask().params for _ in range(3)]
     assert search.ask() is None
     assert {"train.lr": 0.05, "train.batch_size": 32} not in proposed and len(proposed) == 3
+
+
+def test_start_from_base_is_trial_one_and_not_rerun_after_a_rebuild():
+    from server.sweep.core import Trial
+    from server.sweep.spec import validate_sweep
+    from server.sweeps import ServerSearch
+    norm = validate_sweep({"base": TINY, "method": "tpe", "max_trials": 4, "start_from_base": True,
+                           "parameters": {"train.lr": {"min": 0.001, "max": 0.1, "log": True},
+                                          "train.batch_size": {"values": [32, 64]}}})
+    base = {"train.lr": 0.01, "train.batch_size": 32}          # digits8-mlp's own
+    first = ServerSearch(norm, 4)
+    p = first.ask()
+    assert (p.number, p.params) == (1, base)
+    again = ServerSearch(norm, 4)
+    again.restore([Trial(1, p.params, status="completed", objective=0.9)], set())
+    assert [again.ask().params for _ in range(3)].count(base) == 0
+    assert again.ask() is None

@@ -94,3 +94,23 @@ def test_median_reason_states_the_median_of_completed_trials():
     r = search.report(t.number, 1, 0.45)
     assert r["rule"] == "median" and r["threshold"] == pytest.approx(0.6)   # median(0.6, 0.4, 0.7)
     assert r["value"] == 0.45 and r["compared"] == 3
+
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_start_from_base_runs_the_base_designs_values_first(method):
+    """digits8-mlp trains with adam, lr 0.01, batch 32: that is trial 1 (no momentum, whose
+    condition does not hold), then the search goes on as it would, reproducibly."""
+    def run(start):
+        spec = {"base": {"preset": "digits8-mlp"}, "method": method, "seed": 3,
+                "max_trials": 6, "parameters": SPACE, "start_from_base": start}
+        search, out = Search(validate_sweep(spec)), []
+        while (p := search.ask()) is not None:
+            out.append(p.params)
+            search.tell(p.number, "completed", score(p.params))
+        return out
+    trials = run(True)
+    assert trials[0] == {"train.lr": 0.01, "train.optimizer": "adam", "train.batch_size": 32}
+    assert trials[0] not in trials[1:] and len(trials) == 6
+    assert run(True) == trials
+    assert run(False)[0] != trials[0]

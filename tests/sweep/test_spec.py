@@ -171,3 +171,17 @@ def test_lenet_search_is_tpe_with_asha_at_one_epoch():
     assert s["early_stopping"]["type"] == "asha" and s["config"]["train"]["epochs"] == 1
     assert s["parameters"]["train.lr"] == {"min": 1e-3, "max": 0.3, "log": True, "int": False}
     assert s["parameters"]["train.batch_size"]["values"] == [32, 64, 128]
+
+
+def test_start_from_base_needs_the_bases_values_inside_the_space():
+    spec = {"base": BASE, "method": "tpe", "max_trials": 4, "start_from_base": True,
+            "parameters": {"train.lr": {"min": 1e-3, "max": 0.1, "log": True},
+                           "train.batch_size": {"values": [16, 32]}}}
+    assert validate_sweep(spec)["start_point"] == {"train.lr": 0.01, "train.batch_size": 32}
+    spec["parameters"]["train.batch_size"] = {"values": [64, 128]}
+    assert errors(spec) == [{"loc": ["start_from_base"], "msg": "start_from_base: the base "
+                             "design's train.batch_size = 32 is outside the values 64, 128"}]
+    spec["parameters"]["train.lr"] = {"min": 0.02, "max": 0.1}
+    assert "outside the range 0.02..0.1" in errors(spec)[0]["msg"]
+    assert locs(sweep(start_from_base=True)) == [["start_from_base"]]       # a grid
+    assert locs({**spec, "method": "random", "start_from_base": "yes"}) == [["start_from_base"]]

@@ -143,3 +143,28 @@ def test_a_report_sub_sweep_shows_the_reports_numbers_beside_ours(page, server):
     page.goto(server.url + f"/sweeps#id={other['id']}")
     expect(page.get_by_role("status", name="Sweep status")).to_have_text("finished", timeout=120_000)
     expect(page.locator("section:has(#t-report)")).to_be_hidden()
+
+
+def test_trial_one_can_be_the_base_design(page, server, artifacts):
+    """The builder's "Trial 1 is the base design" box: a random search over lr from the mlp
+    preset (lr 0.05) runs lr 0.05 first."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(server.url + "/sweeps")
+    expect(page.get_by_label("Base preset")).to_have_value("mlp")
+    page.get_by_label("Name").fill("from-base")
+    page.get_by_label("Overrides").fill(json.dumps({"epochs": 1, "train_limit": 320, "test_limit": 100}))
+    page.get_by_label("Parameter 1 kind").select_option("range")
+    page.get_by_label("Parameter 1 min").fill("0.001")
+    page.get_by_label("Parameter 1 max").fill("0.3")
+    page.get_by_label("Method").select_option("random")
+    page.get_by_label("Max trials").fill("2")
+    page.get_by_label("Trial 1 is the base design").check()
+    shot(page, artifacts, "sweep-builder-from-base-1280")
+    page.get_by_role("button", name="Start sweep").click()
+    page.wait_for_function("location.hash.startsWith('#id=s-')")
+    expect(page.get_by_role("status", name="Sweep status")).to_have_text("finished", timeout=120_000)
+    sid = page.evaluate("location.hash").split("=")[1]
+    sweep = server.call("GET", f"/api/sweeps/{sid}")
+    assert sweep["spec"]["start_from_base"] is True
+    first = next(t for t in sweep["trials"] if t["number"] == 1)
+    assert first["params"] == {"train.lr": 0.05}

@@ -68,6 +68,7 @@ export class SweepBuilder {
     this.maxTrials = h("input", { id: "sb-max-trials", type: "number", min: "1", placeholder: "grid: all", oninput: () => this.preview() });
     this.maxParallel = h("input", { id: "sb-max-parallel", type: "number", min: "1", value: "2", oninput: () => this.preview() });
     this.seed = h("input", { id: "sb-seed", type: "number", placeholder: "none" });
+    this.fromBase = h("input", { id: "sb-start-from-base", type: "checkbox" });
     this.early = h("select", { id: "sb-early" }, [["", "none"], ["median", "median rule"], ["asha", "successive halving (ASHA)"]].map(([v, t]) => h("option", { value: v }, t)));
     this.paramsEl = h("div", { class: "sweep-params" });
     this.datalist = h("datalist", { id: "sb-paths" });
@@ -79,7 +80,8 @@ export class SweepBuilder {
         field("Start from a sweep preset", this.from), field("Name", this.name),
         field("Base preset", this.base), field("Overrides", this.overrides, "JSON, as for a run: {\"epochs\": 1, \"train_limit\": 2000}"),
         field("Method", this.method), field("Max trials", this.maxTrials),
-        field("Max parallel", this.maxParallel), field("Seed", this.seed), field("Early stopping", this.early)),
+        field("Max parallel", this.maxParallel), field("Seed", this.seed), field("Early stopping", this.early),
+        field("Trial 1 is the base design", this.fromBase, "random and tpe: run the base preset's own values first, then search")),
       h("h3", {}, "Parameters"), this.datalist, this.paramsEl,
       h("button", { type: "button", onclick: () => { this.addRow({ kind: "values" }); this.preview(); } }, "Add parameter"),
       this.count, this.errors, this.start);
@@ -130,6 +132,7 @@ export class SweepBuilder {
     this.maxParallel.value = spec.max_parallel ?? 2;
     this.seed.value = spec.seed ?? "";
     this.early.value = (spec.early_stopping && spec.early_stopping.type) || "";
+    this.fromBase.checked = !!spec.start_from_base;
     this.presetSpec = spec;
     this.rows.forEach((r) => r.el.remove());
     this.rows = [];
@@ -171,6 +174,7 @@ export class SweepBuilder {
     if (this.maxTrials.value !== "") spec.max_trials = +this.maxTrials.value;
     if (this.maxParallel.value !== "") spec.max_parallel = +this.maxParallel.value;
     if (this.seed.value !== "") spec.seed = +this.seed.value;
+    if (this.fromBase.checked && spec.method !== "grid") spec.start_from_base = true;
     if (this.early.value) spec.early_stopping = { ...((this.presetSpec && this.presetSpec.early_stopping) || {}), type: this.early.value };
     return spec;
   }
