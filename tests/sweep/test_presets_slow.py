@@ -74,3 +74,29 @@ def test_init_std_001_is_slow_to_start_but_learns_and_std_1_fails(report):
     assert acc(s[0.01]) > 0.9 and acc(s[0.1]) > 0.9
     # ours: std 1 kills the ReLUs in the first steps (the report's 1 learned, 96.1%)
     assert acc(s[1.0]) < 0.2
+
+
+@pytest.mark.slow
+def test_lenet_search_beats_the_lenet_preset_after_its_first_epoch():
+    """lenet-search (16 trials at 1 epoch) against the lenet preset's own run, read at the end
+    of its first epoch (the issue's "the lenet preset's own accuracy after 1 epoch")."""
+    from engine import Control, Trainer, get_preset
+    control, first = Control(), []
+
+    def emit(e):
+        if e.type == "eval" and e.epoch == 1 and not first:
+            first.append(e.test_accuracy)
+            control.stop()
+    Trainer(get_preset("lenet"), emit=emit, control=control).run()
+    p = subprocess.run([sys.executable, "-m", "server", "sweep", "--preset", "lenet-search",
+                        "--json"], capture_output=True, text=True, timeout=3600, cwd=str(ROOT))
+    assert p.returncode == 0, p.stderr
+    final = json.loads(p.stdout.splitlines()[-1])
+    trials = final["trials"]
+    assert len(trials) == 16
+    one = next(t for t in trials if t["number"] == 1)
+    assert one["params"] == {"train.lr": 0.05, "train.momentum": 0.9,
+                             "train.weight_decay": 5e-4, "train.batch_size": 64}
+    print(f"lenet after epoch 1: {first[0]:.4f}; lenet-search best: "
+          f"{final['best']['test_accuracy']:.4f} (trial {final['best']['number']})")
+    assert final["best"]["test_accuracy"] > first[0]
