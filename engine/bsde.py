@@ -807,6 +807,10 @@ def bsde_preset_info(name: str) -> dict:
     t = p["target"]
     c = copy.deepcopy(p["config"])
     e, tr = c["equation"], c.get("train", {})
+    # the page's layer editor shows the subnet, so the default is spelled out as layers
+    sub = c.get("subnet", "reference")
+    if isinstance(sub, str):
+        c["subnet"] = reference_subnet(e["dim"]) if sub == "reference" else tanh_subnet(e["dim"])
     return {"name": name, "task": "bsde", "title": p["title"],
             "description": (f"{e['name']}, d = {e['dim']}, T = {e['total_time']}, N = "
                             f"{e['num_time_interval']}; Adam lr {tr.get('lr')}, "
