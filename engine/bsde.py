@@ -817,12 +817,12 @@ def bsde_preset_info(name: str) -> dict:
                             f"{tr.get('iterations')} iterations, batch {tr.get('batch_size', 64)}"),
             "reference": "Han, Jentzen and E, PNAS 2018 (Deep BSDE)",
             "target": {"u0": t["u0"], "band": t["band"], "valid_loss_below": t["valid_loss_below"]},
-            "config": c}
+            "remark": p.get("remark"), "config": c}
 
 
 def _preset(name: str, title: str, u0: float, band: float, valid_loss_below: float,
             equation: tuple, y_init_range: list, lr: float, iterations: int,
-            subnet: list | None = None) -> dict:
+            subnet: list | None = None, remark: str | None = None) -> dict:
     """A preset: ``equation`` is ``(name, dim, total_time, num_time_interval)``; the target
     is u0 within ``band`` (a fraction) and a validation loss below ``valid_loss_below``."""
     eq_name, dim, total_time, n = equation
@@ -833,9 +833,14 @@ def _preset(name: str, title: str, u0: float, band: float, valid_loss_below: flo
            "train": {"lr": lr, "iterations": iterations, "batch_size": 64}}
     if subnet is not None:
         cfg["subnet"] = subnet
-    return {"title": title, "config": cfg,
+    return {"title": title, "config": cfg, "remark": remark,
             "target": {"u0": u0, "band": band, "valid_loss_below": valid_loss_below}}
 
+
+#: what a learner should expect of the d = 100 loss (benchmarks/README.md has the runs)
+REMARK_D100 = ("u0 lands in its band, but expect the validation loss to end near the z = 0 line, "
+               "not below it: the reference code itself, run on this configuration, ends "
+               "slightly above it (3 seeds), as this engine does.")
 
 # The paper's configurations (REFERENCE-RESULTS.md); where no loss target is published, the
 # z = 0 loss on the preset's own validation paths (seed 0) stands for it.
@@ -846,9 +851,9 @@ BSDE_PRESETS = {p["config"]["name"]: p for p in (
             ("hjb_lq", 10, 1.0, 20), [0.0, 1.0], 1e-2, 2000,
             subnet=reference_subnet(10, unit_start=True)),
     _preset("bsde-hjb", "HJB linear-quadratic, d = 100 (the paper's)", 4.590162, 0.005, 0.0200,
-            ("hjb_lq", 100, 1.0, 20), [0.0, 1.0], 1e-2, 2000),
+            ("hjb_lq", 100, 1.0, 20), [0.0, 1.0], 1e-2, 2000, remark=REMARK_D100),
     _preset("bsde-allen-cahn", "Allen-Cahn, d = 100 (the paper's)", 0.052802, 0.01, 2.68e-5,
-            ("allen_cahn", 100, 0.3, 20), [0.3, 0.5], 5e-4, 4000),
+            ("allen_cahn", 100, 0.3, 20), [0.3, 0.5], 5e-4, 4000, remark=REMARK_D100),
     _preset("bsde-allen-cahn-tanh", "Allen-Cahn, d = 100, the seed's tanh subnets (no batchnorm)",
             0.052802, 0.01, 2.68e-5, ("allen_cahn", 100, 0.3, 20), [0.3, 0.5], 5e-4, 4000,
             subnet=tanh_subnet(100)),

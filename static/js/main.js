@@ -625,7 +625,8 @@ class App {
     this.setDesignTask("bsde");
     const t = p && p.target;
     $("#preset-desc").replaceChildren(...(p ? [h("span", {}, p.description + ". "), h("span", { class: "muted" },
-      `${p.reference}; target u0 ${t.u0} within ${(t.band * 100).toFixed(1)}% and a validation loss below ${t.valid_loss_below}.`)] : ["A Deep BSDE run."]));
+      `${p.reference}; target u0 ${t.u0} within ${(t.band * 100).toFixed(1)}% and a validation loss below ${t.valid_loss_below}.`),
+      ...(p.remark ? [" ", h("span", { class: "remark" }, p.remark)] : [])] : ["A Deep BSDE run."]));
     $("#run-name-input").placeholder = p ? p.name : "bsde";
     this.editor.setModel(cfg.subnet);
     this.bsdeForm.setConfig(cfg);

@@ -85,15 +85,18 @@ def test_a_bsde_preset_is_designed_run_and_watched(page, server, artifacts):
     assert page.locator("#bsde-card table.gradcheck tbody tr").count() == 2 + 4 + 8
 
 
-def test_switching_back_to_an_image_preset_restores_the_image_form(page, server):
+def test_switching_back_to_an_image_preset_restores_the_image_form(page, server, artifacts):
     page.goto(server.url + "/")
     expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
     page.get_by_label("Preset").select_option("bsde-allen-cahn")
     expect(page.locator("#bsde-fields").get_by_label("Dimension d")).to_have_value("100")
+    # what to expect of the d = 100 loss is said before the run (the reference code's too)
+    expect(page.locator("#preset-desc .remark")).to_contain_text("near the z = 0 line")
     # its subnet is the reference one, spelled out in the layer editor, and it can start
     expect(page.get_by_label("Layer 1 type")).to_have_value("batchnorm")
     expect(page.get_by_label("Layer 9 type")).to_have_value("batchnorm")
     expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
+    page.screenshot(path=str(artifacts / "bsde-allen-cahn-preset-remark.png"), full_page=False)
     page.get_by_label("Preset").select_option("mlp")
     expect(page.locator("#bsde-fields")).to_be_hidden()
     expect(page.locator("#hparams")).to_be_visible()
