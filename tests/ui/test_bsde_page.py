@@ -44,6 +44,9 @@ def test_a_bsde_preset_is_designed_run_and_watched(page, server, artifacts):
     wait_state(page, "s.status === 'completed' && s.bsde.evals.length === 7 && s.bsde.snapshot && s.bsde.snapshot.step === 300")
     # the bsde cards are shown, the image-only ones hidden
     expect(page.locator("#bsde-card")).to_be_visible()
+    # the run bar counts paths, not images, and names u0 at the end
+    expect(page.locator("#run-progress-text")).to_contain_text("paths/s · u0 ")
+    expect(page.locator("#run-progress-text")).not_to_contain_text("img/s")
     for title in ("t-kern", "t-fmaps", "t-conf", "t-draw", "t-acc", "t-lapse"):
         expect(page.locator(f"section:has(#{title})")).to_be_hidden()
     s = page.evaluate(f"(() => {{ const s = {STATE}; return {{u0: s.bsde.u0.n, steps: s.progress.n, "

@@ -49,6 +49,8 @@ export class RunBar {
     if (state && total) { this.progress.max = total; this.progress.value = Math.min(step, total); }
     else { this.progress.removeAttribute("value"); if (!state) { this.progress.max = 1; this.progress.value = 0; } }
     let text = "";
+    const bsde = !!(state && state.config && state.config.task === "bsde");
+    const unit = bsde ? "paths/s" : "img/s";
     if (state) {
       if (state.diverged) {
         // the last evaluation is from before the divergence: never the run's result
@@ -57,12 +59,14 @@ export class RunBar {
           (good ? `last good: test ${fmtPct(good.acc)} at step ${fmtInt(good.step)}` : "no evaluation before it") +
           (f ? ` · ${fmtInt(f.step)} steps in ${fmtDuration(f.wall_seconds)}` : "");
       } else if (state.finished) {
-        const f = state.finished;
-        text = `${fmtInt(f.step)} steps in ${fmtDuration(f.wall_seconds)} · ${fmtInt(f.images_per_second)} img/s` +
-          (f.test_accuracy != null ? ` · test ${fmtPct(f.test_accuracy)}` : "");
+        const f = state.finished, u0 = f.result && f.result.u0;
+        text = `${fmtInt(f.step)} steps in ${fmtDuration(f.wall_seconds)} · ${fmtInt(f.images_per_second)} ${unit}` +
+          (f.test_accuracy != null ? ` · test ${fmtPct(f.test_accuracy)}` : "") +
+          (bsde && u0 != null ? ` · u0 ${u0.toPrecision(7)}` : "");
       } else if (latest) {
         const eta = total && step ? (total - step) * (latest.elapsed / step) : null;
-        text = `step ${fmtInt(step)}${total ? " / " + fmtInt(total) : ""} · epoch ${latest.epoch} · ${fmtInt(latest.images_per_sec)} img/s` +
+        // a Deep BSDE run samples fresh paths each step: no epochs, paths not images
+        text = `step ${fmtInt(step)}${total ? " / " + fmtInt(total) : ""}${bsde ? "" : ` · epoch ${latest.epoch}`} · ${fmtInt(latest.images_per_sec)} ${unit}` +
           (s === "running" && eta != null ? ` · ETA ${fmtDuration(eta)}` : "");
       } else {
         text = s === "queued" ? "waiting to start…" : s === "running" ? "loading data…" : "";
