@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import expect
 
 STATE = "window.__bpl.app.states.get(window.__bpl.watched())"
@@ -130,3 +131,43 @@ def test_a_sweep_over_a_bsde_preset_from_the_sweeps_page(page, server, artifacts
     page.get_by_role("link", name="← All sweeps").click()
     row = page.locator("#sweep-list tr", has_text="bsde-lr")
     expect(row).to_contain_text("finished")
+
+
+def test_two_bsde_runs_and_an_image_run_compared(page, server, artifacts):
+    """Compare draws u0 for Deep BSDE runs (they have no test accuracy) and lists their u0,
+    relative error, validation and z = 0 losses; beside an image run, each row says "–" where
+    it does not apply."""
+    ids = []
+    for lr in (0.01, 0.003):
+        r = server.call("POST", "/api/runs", {"preset": "bsde-hjb-d10", "name": f"hjb lr {lr}",
+                                              "overrides": {"iterations": 100, "lr": lr}})
+        ids.append(r["id"])
+    for rid in ids:
+        server.wait_status(rid, {"completed"})
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(server.url + f"/#run={ids[0]}&compare={ids[0]},{ids[1]}")
+    card = page.locator("#compare")
+    expect(card.get_by_text("u0 = u(0, x0)")).to_be_visible()
+    expect(card.get_by_text("Test accuracy", exact=True)).to_be_hidden()
+    table = card.locator(".grid-table").first
+    for label in ("u0", "Relative error (u0)", "Validation loss", "z = 0 loss", "Paths/s"):
+        expect(table.locator("th", has_text=re.compile(f"^{re.escape(label)}$"))).to_have_count(1)
+    steps = table.locator("tr", has=page.locator("th", has_text=re.compile("^Steps$")))
+    expect(steps.locator("td")).to_have_text(["100", "100"])
+    u0 = table.locator("tr", has=page.locator("th", has_text=re.compile("^u0$"))).locator("td")
+    vals = [float(t) for t in u0.all_inner_texts()]
+    stored = [server.call("GET", f"/api/runs/{rid}")["final"]["result"]["u0"] for rid in ids]
+    assert vals == pytest.approx(stored, rel=1e-5) and vals[0] != vals[1]
+    card.scroll_into_view_if_needed()
+    card.screenshot(path=str(artifacts / "bsde-compare.png"))
+    diff = card.locator(".grid-table.diff")
+    expect(diff).to_contain_text("train.lr")
+    # beside an image run both sets of rows show, "–" where a row does not apply
+    img = server.call("POST", "/api/runs", {"preset": "digits8-mlp", "overrides": {"epochs": 1, "train_limit": 200, "test_limit": 100}})
+    server.wait_status(img["id"], {"completed"})
+    page.goto(server.url + f"/#run={ids[0]}&compare={ids[0]},{img['id']}")
+    expect(card.get_by_text("Test accuracy", exact=True)).to_be_visible()
+    expect(card.get_by_text("u0 = u(0, x0)")).to_be_visible()
+    acc = table.locator("tr", has=page.locator("th", has_text=re.compile("^Final test accuracy$"))).locator("td")
+    expect(acc.first).to_have_text("–")
+    expect(acc.nth(1)).to_have_text(re.compile(r"%$"))

@@ -385,21 +385,21 @@ export class RunChart extends ZoomableChart {
 export class CompareChart extends ZoomableChart {
   constructor(root, metric, { height = 240, requestDraw = () => {}, onZoom = null } = {}) {
     super();
-    this.metric = metric; // "loss" | "testAccuracy"
+    this.metric = metric; // "loss" | "testAccuracy" | "u0" (a Deep BSDE run's, every step)
     this.height = height;
     this.requestDraw = requestDraw;
     this.onZoom = onZoom;
     this.smoothers = new Map();
     this.xMode = "step";
     this.yClip = null;
-    this.buildBase(root, metric === "loss" ? "Compare loss" : "Compare test accuracy");
+    this.buildBase(root, { loss: "Compare loss", u0: "Compare u0" }[metric] || "Compare test accuracy");
     this.onResize = () => this.requestDraw();
     this.sig = "";
   }
 
   build(runs) {
     if (this.u) this.u.destroy();
-    const pct = this.metric !== "loss";
+    const pct = this.metric === "testAccuracy";
     const fmt = pct ? (v) => fmtPct(v, 2) : (v) => fmtNum(v, 4);
     const xa = xAxisOf(this.xMode);
     const series = [{ label: xa.label, value: (u, v) => xa.fmt(v) }];
@@ -432,11 +432,15 @@ export class CompareChart extends ZoomableChart {
     const cols = [];
     for (const { state } of runs) {
       const xs = xScale(state, mode);
-      if (this.metric === "loss") {
-        const p = state.progress, n = p.n;
-        let sm = this.smoothers.get(state.runId);
-        if (!sm) { sm = new Smoother(); this.smoothers.set(state.runId, sm); }
-        const y = sm.extend(p.loss.buf, n, view.smoothing);
+      if (this.metric === "loss" || this.metric === "u0") {
+        const p = state.progress, u = state.bsde.u0;
+        const n = this.metric === "u0" ? Math.min(u.n, p.n) : p.n;
+        let y = u.buf;
+        if (this.metric === "loss") {
+          let sm = this.smoothers.get(state.runId);
+          if (!sm) { sm = new Smoother(); this.smoothers.set(state.runId, sm); }
+          y = sm.extend(p.loss.buf, n, view.smoothing);
+        }
         let i0 = 0, i1 = n;
         if (this.zoom) { i0 = xs.lower(this.zoom[0]); i1 = Math.max(i0, xs.upper(this.zoom[1])); }
         const idx = decimate(y, i0, i1, Math.min(2000, Math.round(plotW)));
@@ -458,6 +462,7 @@ export class CompareChart extends ZoomableChart {
     this.u.setData(data);
     this.readout.textContent = this.metric === "loss"
       ? `Smoothed training loss (smoothing ${view.smoothing}) against ${xAxisOf(mode).label.toLowerCase()}`
+      : this.metric === "u0" ? `u0 at each step, against ${xAxisOf(mode).label.toLowerCase()}`
       : "Test accuracy at each evaluation";
   }
 }
