@@ -148,6 +148,10 @@ def test_two_bsde_runs_and_an_image_run_compared(page, server, artifacts):
     page.goto(server.url + f"/#run={ids[0]}&compare={ids[0]},{ids[1]}")
     card = page.locator("#compare")
     expect(card.get_by_text("u0 = u(0, x0)")).to_be_visible()
+    # the run list names the equation where an image run names its dataset
+    row = page.locator(f"#run-list tr[data-run-id='{ids[0]}']")
+    expect(row).to_contain_text("PDE hjb_lq, d 10")
+    expect(row).to_contain_text("adam")
     expect(card.get_by_text("Test accuracy", exact=True)).to_be_hidden()
     table = card.locator(".grid-table").first
     for label in ("u0", "Relative error (u0)", "Validation loss", "z = 0 loss", "Paths/s"):

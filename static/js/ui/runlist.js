@@ -21,8 +21,9 @@ const COLUMNS = {
   status: ["Status", (r) => r.status],
   where: ["Where", (r) => r.where || "local"],
   preset: ["Preset", (r) => r.preset || ""],
-  dataset: ["Dataset", (r) => (r.config && r.config.dataset && r.config.dataset.name) || ""],
-  optimizer: ["Optimizer", (r) => trainOf(r).optimizer || ""],
+  dataset: ["Dataset", (r) => (isBsde(r) ? `PDE ${r.config.equation.name}, d ${r.config.equation.dim}`
+    : (r.config && r.config.dataset && r.config.dataset.name) || "")],
+  optimizer: ["Optimizer", (r) => trainOf(r).optimizer || (isBsde(r) ? "adam" : "")],
   lr: ["lr", (r) => trainOf(r).lr, true],
   batch: ["Batch", (r) => trainOf(r).batch_size, true],
   step: ["Step", (r) => (r.final ? r.final.step : r.latest ? r.latest.step : 0), true],
@@ -32,13 +33,15 @@ const COLUMNS = {
   created: ["Created", (r) => r.created_at, true],
 };
 const trainOf = (r) => (r.config && r.config.train) || {};
+// a Deep BSDE run has an equation instead of a dataset, and always trains with Adam
+const isBsde = (r) => !!(r.config && r.config.task === "bsde" && r.config.equation);
 
 /** What the search box matches: name, id, preset, status, dataset, optimizer, notes and tags
  *  ("#tag" matches a tag exactly). */
 export function matches(r, q) {
   if (!q) return true;
   const tags = (r.tags || []).map((t) => t.toLowerCase());
-  const hay = `${r.name} ${r.id} ${r.preset || ""} ${r.status} ${COLUMNS.dataset[1](r)} ${trainOf(r).optimizer || ""} ${r.notes || ""} ${tags.join(" ")}`.toLowerCase();
+  const hay = `${r.name} ${r.id} ${r.preset || ""} ${r.status} ${COLUMNS.dataset[1](r)} ${COLUMNS.optimizer[1](r)} ${r.notes || ""} ${tags.join(" ")}`.toLowerCase();
   return q.toLowerCase().split(/\s+/).filter(Boolean).every((w) => (w.startsWith("#") && w.length > 1 ? tags.includes(w.slice(1)) : hay.includes(w)));
 }
 
@@ -192,7 +195,7 @@ export class RunList {
     const tr = trainOf(r);
     text(row.preset, r.preset || "custom");
     text(row.dataset, COLUMNS.dataset[1](r) || "–");
-    text(row.optimizer, tr.optimizer || "–");
+    text(row.optimizer, COLUMNS.optimizer[1](r) || "–");
     text(row.where, r.where || "local");
     text(row.lr, tr.lr != null ? fmtNum(tr.lr, 3) : "–");
     text(row.batch, tr.batch_size != null ? String(tr.batch_size) : "–");
