@@ -448,7 +448,7 @@ class App {
     const body = {};
     for (const [key, sel] of [["lr", "#live-lr"], ["momentum", "#live-momentum"], ["weight_decay", "#live-wd"]]) {
       const el = $(sel);
-      if (el.value.trim() === "") continue;
+      if (el.value.trim() === "" || el.closest(".field").style.display === "none") continue;
       const v = Number(el.value);
       const cur = this.state(id).hparams;
       if (!cur || cur[key] !== v) body[key] = v;
@@ -872,8 +872,11 @@ class App {
     const live = !!s && (s.status === "running" || s.status === "paused" || s.status === "queued");
     $("#live-apply").disabled = !live;
     const hp = s && (s.hparams || (s.config && { lr: s.config.train.lr, momentum: s.config.train.momentum, weight_decay: s.config.train.weight_decay }));
+    // a Deep BSDE run trains with Adam and no weight decay: only its lr can change
+    const bsde = !!(s && s.config && s.config.task === "bsde");
     for (const [key, sel] of [["lr", "#live-lr"], ["momentum", "#live-momentum"], ["weight_decay", "#live-wd"]]) {
       const el = $(sel);
+      el.closest(".field").style.display = bsde && key !== "lr" ? "none" : "";
       el.disabled = !live;
       if (document.activeElement !== el) el.value = hp && hp[key] != null ? String(hp[key]) : "";
     }

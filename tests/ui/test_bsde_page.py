@@ -45,6 +45,10 @@ def test_a_bsde_preset_is_designed_run_and_watched(page, server, artifacts):
     wait_state(page, "s.status === 'completed' && s.bsde.evals.length === 7 && s.bsde.snapshot && s.bsde.snapshot.step === 300")
     # the bsde cards are shown, the image-only ones hidden
     expect(page.locator("#bsde-card")).to_be_visible()
+    # only the learning rate can change live (Adam, no weight decay)
+    expect(page.get_by_label("Live learning rate")).to_be_visible()
+    expect(page.get_by_label("Live momentum")).to_be_hidden()
+    expect(page.get_by_label("Live weight decay")).to_be_hidden()
     # the run bar counts paths, not images, and names u0 at the end
     expect(page.locator("#run-progress-text")).to_contain_text("paths/s · u0 ")
     expect(page.locator("#run-progress-text")).not_to_contain_text("img/s")
