@@ -10,8 +10,9 @@ A sweep is::
      "start_from_base"?: false}
 
 ``start_from_base`` (random and tpe): the first trial runs the base design's own values of the
-searched parameters (Optuna's ``enqueue_trial``), so the search starts from a known point and
-its best is never worse than the design it tunes; each such value must lie in the space.
+searched parameters (Optuna's ``enqueue_trial``), so the search starts from a known point (a
+floor for the best, unless early stopping cuts that trial); each such value must lie in the
+space.
 
 PATH is a dotted path into the run config (``train.lr``, ``train.init.std``, ``model.2.units``,
 ``dataset.train_limit``). Whether a PATH exists and a value fits is decided by the engine:
