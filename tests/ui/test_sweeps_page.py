@@ -168,3 +168,8 @@ def test_trial_one_can_be_the_base_design(page, server, artifacts):
     assert sweep["spec"]["start_from_base"] is True
     first = next(t for t in sweep["trials"] if t["number"] == 1)
     assert first["params"] == {"train.lr": 0.05}
+    # the table marks it as the base design
+    expect(page.locator("table.trials tbody tr[data-trial='1']")).to_contain_text("(base)")
+    expect(page.locator("table.trials tbody tr[data-trial='2']")).not_to_contain_text("(base)")
+    page.locator("table.trials").scroll_into_view_if_needed()
+    shot(page, artifacts, "sweep-from-base-trials-1280")

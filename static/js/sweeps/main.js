@@ -240,8 +240,12 @@ class SweepsPage {
     $("#brush-note").textContent = this.keep ? `${rows.length} trials inside the brushed ranges` : "";
     const head = h("tr", {}, cols.map(([k, label]) => h("th", { scope: "col", "aria-sort": this.sort.key === k ? (dir > 0 ? "ascending" : "descending") : null },
       h("button", { type: "button", class: "sort", onclick: () => { this.sort = { key: k, dir: this.sort.key === k ? -this.sort.dir : (k === "objective" && obj.direction !== "minimize" ? -1 : 1) }; this.request(); } }, h("span", { class: "sr-only" }, "Sort by "), label))));
+    const spec = st.sweep && (st.sweep.sweep || st.sweep.spec);
+    const fromBase = !!(spec && spec.start_from_base);     // trial 1 ran the base design's values
     const body = rows.map((t) => h("tr", { class: t === best ? "best" : "", dataset: { trial: String(t.number) } },
-      h("td", { class: "num" }, t.run_id ? h("a", { href: runHref(t.run_id), "aria-label": `Open trial ${t.number}'s run` }, String(t.number)) : String(t.number), t === best ? h("span", { class: "small" }, " ★ best") : null),
+      h("td", { class: "num" }, t.run_id ? h("a", { href: runHref(t.run_id), "aria-label": `Open trial ${t.number}'s run` }, String(t.number)) : String(t.number),
+        t === best ? h("span", { class: "small" }, " ★ best") : null,
+        fromBase && t.number === 1 ? h("span", { class: "small muted", title: "the base design's own values" }, " (base)") : null),
       h("td", {}, h("span", { class: `badge status-${t.status}` }, t.status)),
       h("td", { class: "small" }, t.where || "local"),
       paths.map((p) => h("td", { class: "num" }, fmtParam(t.params[p]))),
