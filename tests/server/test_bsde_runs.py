@@ -183,3 +183,20 @@ def test_bad_bsde_sweeps_name_the_field(api, spec, loc, words):
     assert r.status_code == 422, r.text
     hit = [d for d in r.json()["detail"] if d["loc"] == loc]
     assert hit and words in hit[0]["msg"], r.json()["detail"]
+
+
+def test_every_listed_bsde_preset_validates_as_the_page_posts_it(api):
+    """The page puts a preset's config in its form and posts it back: the listing spells the
+    subnet out as layers (a preset without one gets the reference subnet), and the config
+    validates as it stands."""
+    presets = [p for p in api.get("/api/presets").json()["presets"] if p.get("task") == "bsde"]
+    assert len(presets) >= 7
+    for p in presets:
+        cfg = p["config"]
+        assert isinstance(cfg["subnet"], list) and cfg["subnet"], p["name"]
+        dense = [layer for layer in cfg["subnet"] if layer["type"] == "dense"]
+        assert dense[-1]["units"] == cfg["equation"]["dim"], p["name"]
+        body = {"task": "bsde", "model": cfg["subnet"], "equation": cfg["equation"],
+                "train": cfg["train"], "y_init_range": cfg["y_init_range"]}   # as the page sends it
+        r = api.post("/api/models/validate", json=body)
+        assert r.status_code == 200 and r.json()["valid"] is True, (p["name"], r.json())
