@@ -105,8 +105,25 @@ def test_x_axis_smoothing_outliers_and_accuracy_range(page, server, artifacts, t
     page.wait_for_function(f"{APP}.charts[0].u.scales.y.max >= 1000")
 
 
+def settled_box(page, sel: str) -> dict:
+    """The element's box once it has stayed put for 5 animation frames: a card that reflows
+    as the run's data arrives (a scrollbar appearing, say) would move a drag's target."""
+    page.evaluate("""(sel) => new Promise((done) => {
+      let last = "", same = 0;
+      const tick = () => {
+        const r = document.querySelector(sel).getBoundingClientRect();
+        const k = [r.x, r.y, r.width, r.height].join();
+        same = k === last ? same + 1 : 0;
+        last = k;
+        if (same >= 5) done(); else requestAnimationFrame(tick);
+      };
+      tick();
+    })""", sel)
+    return page.locator(sel).bounding_box()
+
+
 def drag(page, sel: str, f0: float, f1: float):
-    box = page.locator(sel).bounding_box()
+    box = settled_box(page, sel)
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * f0, y)
     page.mouse.down()
@@ -118,8 +135,8 @@ def drag(page, sel: str, f0: float, f1: float):
 def test_zoom_is_shared_by_the_run_charts(page, server, artifacts, two_runs):
     a, _ = two_runs
     open_dashboard(page, server, a["id"])
-    wait_state(page, "s.progress.n === 24")
-    page.wait_for_function(f"{APP}.charts[1].u.data[0].length === 24")
+    wait_state(page, "s.progress.n === 24 && !!s.finished")
+    page.wait_for_function(f"{APP}.charts.every(c => c.u.data[0].length === 24)")
     drag(page, "#chart-loss .u-over", 0.3, 0.7)
     page.wait_for_function(f"{APP}.charts.every(c => c.u.data[0].length > 0 && c.u.data[0].length < 24)")
     ranges = [chart_x(page, i) for i in range(3)]
