@@ -231,6 +231,13 @@ def tanh_subnet(dim: int) -> list[dict]:
 # ---------------------------------------------------------------------------------- config
 
 
+def named_subnet(subnet, dim: int):
+    """``"reference"`` and ``"tanh"`` as their layer lists for ``dim``; anything else as is."""
+    if subnet == "reference":
+        return reference_subnet(dim)
+    return tanh_subnet(dim) if subnet == "tanh" else subnet
+
+
 def is_bsde(config) -> bool:
     """A Deep BSDE run config (``"task": "bsde"``) rather than an image one."""
     return isinstance(config, dict) and config.get("task") == "bsde"
@@ -316,8 +323,8 @@ def validate_bsde(raw: dict) -> dict:
         err(["train", "dtype"], "train.dtype: float64 (the recursion's small increments need it)")
     dim = out_eq.get("dim") if isinstance(out_eq.get("dim"), int) else None
     subnet = raw.get("subnet", "reference")
-    if subnet in ("reference", "tanh") and dim:
-        subnet = reference_subnet(dim) if subnet == "reference" else tanh_subnet(dim)
+    if dim:
+        subnet = named_subnet(subnet, dim)
     if not errors and dim:
         n, b = out_eq["num_time_interval"], max(tr["batch_size"], tr["valid_size"])
         need = 8 * b * dim * (n + 1) * 12      # paths, and each subnet's activations, roughly
@@ -808,9 +815,7 @@ def bsde_preset_info(name: str) -> dict:
     c = copy.deepcopy(p["config"])
     e, tr = c["equation"], c.get("train", {})
     # the page's layer editor shows the subnet, so the default is spelled out as layers
-    sub = c.get("subnet", "reference")
-    if isinstance(sub, str):
-        c["subnet"] = reference_subnet(e["dim"]) if sub == "reference" else tanh_subnet(e["dim"])
+    c["subnet"] = named_subnet(c.get("subnet", "reference"), e["dim"])
     return {"name": name, "task": "bsde", "title": p["title"],
             "description": (f"{e['name']}, d = {e['dim']}, T = {e['total_time']}, N = "
                             f"{e['num_time_interval']}; Adam lr {tr.get('lr')}, "
