@@ -245,3 +245,22 @@ def assert_contiguous(msgs: list[dict], start: int = 1) -> None:
     assert seqs == list(range(start, start + len(seqs))), seqs[:50]
     every = [m["seq"] for m in msgs]
     assert every == sorted(every)
+
+
+def history(server, rid: str) -> list[dict]:
+    """Every stored message of a run's stream, read to its normal close."""
+    msgs, code = asyncio.run(collect(f"{server.ws_url}/ws/runs/{rid}"))
+    assert code == 1000
+    return msgs
+
+
+def fold(msgs: list[dict], value=lambda m: m["loss"]) -> list:
+    """``value`` of each progress step as the page folds them: ``continued`` voids the steps
+    after its checkpoint."""
+    out = {}
+    for m in msgs:
+        if m["type"] == "progress":
+            out[m["step"]] = value(m)
+        elif m["type"] == "continued":
+            out = {s: v for s, v in out.items() if s <= m["step"]}
+    return [out[s] for s in sorted(out)]

@@ -1,29 +1,18 @@
 """Deep BSDE runs over HTTP against a real server: created from a preset or a config, streamed
 (u0 with every step, evaluations against the z = 0 loss, the |z| picture), stored with their
 result, stopped and continued to the same numbers, gradient-checked; bad input names its field."""
-import asyncio
 
 import pytest
 
-from .conftest import TERMINAL, assert_contiguous, collect, create, wait_for, wait_status
+from .conftest import (TERMINAL, assert_contiguous, create, fold, history, wait_for,
+                       wait_status)
 
 SMALL = {"preset": "bsde-hjb-d10", "overrides": {"iterations": 120, "eval_every": 40, "seed": 3}}
 
 
-def history(server, rid):
-    msgs, code = asyncio.run(collect(f"{server.ws_url}/ws/runs/{rid}"))
-    assert code == 1000
-    return msgs
-
-
 def losses(msgs):
-    out = {}
-    for m in msgs:
-        if m["type"] == "progress":
-            out[m["step"]] = (m["loss"], m["u0"])
-        elif m["type"] == "continued":
-            out = {s: v for s, v in out.items() if s <= m["step"]}
-    return [out[s] for s in sorted(out)]
+    """(loss, u0) of each step, as the page folds them."""
+    return fold(msgs, lambda m: (m["loss"], m["u0"]))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Continue and fork over HTTP, against a real server: a run stopped, a worker killed -9 or a
 server killed -9 goes on from its checkpoint and its curve equals the uninterrupted run's,
 bitwise (float64, one thread per worker); a fork starts from the parent's checkpoint at K."""
-import asyncio
 import os
 import signal
 
@@ -10,29 +9,13 @@ import pytest
 
 from server import checkpoints as ck
 
-from .conftest import (TERMINAL, assert_contiguous, collect, create, wait_for, wait_status)
+from .conftest import (TERMINAL, assert_contiguous, create, fold, history, wait_for,
+                       wait_status)
 
 #: ~300 lenet steps in float64: a few seconds, long enough to interrupt halfway
 EXACT = {"preset": "lenet", "overrides": {
     "iterations": 300, "train_limit": 512, "test_limit": 100, "eval_every": 50,
     "batch_size": 32, "lr": 0.01, "dtype": "float64", "seed": 11, "eval_train_size": 0}}
-
-
-def history(server, rid):
-    msgs, code = asyncio.run(collect(f"{server.ws_url}/ws/runs/{rid}"))
-    assert code == 1000
-    return msgs
-
-
-def fold(msgs):
-    """Step -> loss as the page folds it: ``continued`` voids the steps after its checkpoint."""
-    losses = {}
-    for m in msgs:
-        if m["type"] == "progress":
-            losses[m["step"]] = m["loss"]
-        elif m["type"] == "continued":
-            losses = {s: v for s, v in losses.items() if s <= m["step"]}
-    return [losses[s] for s in sorted(losses)]
 
 
 def step_of(api, rid):
