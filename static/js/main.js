@@ -596,6 +596,11 @@ class App {
     $("#run-name-input").placeholder = p ? p.name : "custom";
     this.editor.setModel(cfg.model);
     this.hparams.setConfig(cfg);
+    this.designLoaded();
+  }
+
+  /** After a preset or a run's config fills the form. */
+  designLoaded() {
     // a run name belongs to the design it was typed for: a new preset starts without one
     $("#run-name-input").value = "";
     this.saveDesign();
@@ -630,11 +635,7 @@ class App {
     $("#run-name-input").placeholder = p ? p.name : "bsde";
     this.editor.setModel(cfg.subnet);
     this.bsdeForm.setConfig(cfg);
-    $("#run-name-input").value = "";
-    this.saveDesign();
-    this.validateSoon.cancel();
-    this.design.checked = false;
-    this.validate();
+    this.designLoaded();
   }
 
   /** Remember the design form (preset, config, run name) so a reload keeps unsaved edits. */
